@@ -1,0 +1,37 @@
+# sluice: `make repro` runs the pipeline, `make test` the whole suite; both set up .venv first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Stages run as `python -m stages.<name>`: the venv's python must come first on PATH.
+export PATH := $(BIN):$(PATH)
+export DVC_NO_ANALYTICS := 1
+export MPLBACKEND := Agg
+
+.PHONY: setup repro test ui bench lint clean-store
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	@touch $(STAMP)
+
+repro: $(STAMP)
+	$(BIN)/dvc repro
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+		--default-artifact-root "$(CURDIR)/mlartifacts" --port $${PORT:-5000}
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check sluice stages tests benchmarks
+	$(BIN)/ruff format --check sluice stages tests benchmarks

@@ -1,0 +1,120 @@
+"""The networks: an MLP for tabular rows and a small CNN for image-shaped rows.
+
+Each network has a ``features`` body and a ``head`` (the final linear layer), the two names that
+``finetune.freeze`` and ``finetune.reinit_head`` refer to.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from sluice.errors import SluiceError
+
+
+class MLP(nn.Module):
+    """Fully connected layers with batch norm, ReLU and dropout."""
+
+    def __init__(self, n_inputs: int, n_classes: int, hidden: list[int], dropout: float) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_inputs
+        for size in hidden:
+            layers += [nn.Linear(width, size), nn.BatchNorm1d(size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(width, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, n_inputs) -> logits
+        return self.head(self.features(x))
+
+
+class CNN(nn.Module):
+    """LeNet-style conv blocks (conv3x3, batch norm, ReLU, pooling) and a linear head.
+
+    Rows of ``height * width`` pixels are reshaped to one-channel images.
+    """
+
+    def __init__(
+        self, n_classes: int, image_shape: list[int], channels: list[int], dropout: float
+    ) -> None:
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        layers: list[nn.Module] = []
+        in_ch, size = 1, min(image_shape)
+        for i, out_ch in enumerate(channels):
+            layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.BatchNorm2d(out_ch), nn.ReLU()]
+            if i > 0 and size >= 8:  # halve the map while it is still large
+                layers.append(nn.MaxPool2d(2))
+                size //= 2
+            in_ch = out_ch
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]
+        self.features = nn.Sequential(*layers)
+        self.head = nn.Linear(in_ch, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, H*W) -> logits
+        x = x.view(x.shape[0], 1, *self.image_shape)
+        return self.head(self.features(x))
+
+
+ARCHS = {"mlp": MLP, "cnn": CNN}
+
+
+def build_net(arch: str, args: dict[str, Any]) -> nn.Module:
+    """Rebuild a network from the constructor arguments saved with its weights."""
+    return ARCHS[arch](**args)
+
+
+def image_shape_for(n_features: int) -> list[int] | None:
+    """(side, side) when ``n_features`` is a square of at least 16 pixels, else None."""
+    side = math.isqrt(n_features)
+    return [side, side] if side * side == n_features and side >= 4 else None
+
+
+def choose_arch(requested: str, n_features: int, all_numeric: bool) -> str:
+    """Resolve ``train.model``: ``auto`` picks the CNN for image-shaped rows, else the MLP."""
+    if requested == "cnn" and image_shape_for(n_features) is None:
+        raise SluiceError(
+            f"train.model cnn needs square images, but rows have {n_features} features; "
+            "use train.model: mlp"
+        )
+    if requested != "auto":
+        return requested
+    return "cnn" if all_numeric and image_shape_for(n_features) else "mlp"
+
+
+def freeze(net: nn.Module, names: list[str]) -> None:
+    """Stop gradients for the submodules named in ``names`` (e.g. ``features``, ``features.0``)."""
+    for name in names:
+        try:
+            module = net.get_submodule(name)
+        except AttributeError:
+            known = ", ".join(n for n, _ in net.named_children())
+            raise SluiceError(
+                f"finetune.freeze: the model has no module '{name}'; top-level modules: {known}"
+            ) from None
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def set_frozen_to_eval(net: nn.Module) -> None:
+    """Keep batch-norm statistics of fully frozen modules fixed while the rest trains."""
+    for module in net.modules():
+        params = list(module.parameters(recurse=False))
+        if params and not any(p.requires_grad for p in params):
+            module.eval()
+
+
+def count_parameters(net: nn.Module) -> dict[str, int]:
+    """Trainable and frozen parameter counts."""
+    trainable = sum(p.numel() for p in net.parameters() if p.requires_grad)
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    return {"trainable": trainable, "frozen": frozen}
+
+
+def replace_head(net: nn.Module, n_classes: int) -> None:
+    """Give the network a fresh head (new class count, or re-initialised for re-training)."""
+    net.head = nn.Linear(net.head.in_features, n_classes)

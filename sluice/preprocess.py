@@ -1,0 +1,140 @@
+"""Fitted preprocessing that travels with a model: raw columns in, a float matrix out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sluice.errors import SluiceError
+
+
+class Preprocessor:
+    """Impute, scale and one-hot encode raw feature columns, fitted on training rows only.
+
+    Numeric columns: missing -> training median, then standardised (per column, or with one
+    global mean/std for image pixels so that shifting an image stays meaningful).
+    Categorical columns: one-hot over the ``max_categories`` most frequent training values;
+    missing or unseen values encode as all zeros.
+
+    Args:
+        feature_types: column name -> "numeric" | "categorical", in input order.
+        scaling: "column" or "global".
+        max_categories: cap on one-hot width per categorical column.
+    """
+
+    def __init__(
+        self, feature_types: dict[str, str], scaling: str = "column", max_categories: int = 50
+    ) -> None:
+        self.feature_types = dict(feature_types)
+        self.scaling = scaling
+        self.max_categories = max_categories
+
+    @property
+    def numeric(self) -> list[str]:
+        return [c for c, t in self.feature_types.items() if t == "numeric"]
+
+    @property
+    def categorical(self) -> list[str]:
+        return [c for c, t in self.feature_types.items() if t == "categorical"]
+
+    def fit(self, df: pd.DataFrame) -> Preprocessor:
+        """Learn medians, means, scales and category lists from the training frame."""
+        num = self._numeric_frame(df, "training data")
+        self.medians_ = num.median().fillna(0.0).to_numpy(dtype=np.float64)
+        filled = num.fillna(dict(zip(self.numeric, self.medians_, strict=True)))
+        if self.scaling == "global":
+            values = filled.to_numpy(dtype=np.float64)
+            mean, std = float(values.mean()), float(values.std())
+            self.means_ = np.full(len(self.numeric), mean)
+            self.scales_ = np.full(len(self.numeric), std if std > 0 else 1.0)
+        else:
+            self.means_ = filled.mean().to_numpy(dtype=np.float64)
+            std = filled.std(ddof=0).to_numpy(dtype=np.float64)
+            self.scales_ = np.where(std > 0, std, 1.0)
+        self.categories_ = {
+            col: sorted(
+                map(str, df[col].dropna().astype(str).value_counts().index[: self.max_categories])
+            )
+            for col in self.categorical
+        }
+        return self
+
+    @property
+    def n_outputs(self) -> int:
+        """Width of the matrix :meth:`transform` returns."""
+        return len(self.numeric) + sum(len(v) for v in self.categories_.values())
+
+    def transform(self, df: pd.DataFrame, source: str = "input") -> np.ndarray:
+        """Turn raw feature columns into a float32 matrix (extra columns are ignored)."""
+        num = self._numeric_frame(df, source).to_numpy(dtype=np.float64)
+        num = np.where(np.isnan(num), self.medians_, num)
+        parts = [((num - self.means_) / self.scales_).astype(np.float32)]
+        for col, cats in self.categories_.items():
+            values = df[col].astype(object).where(df[col].notna(), None).map(
+                lambda v: None if v is None else str(v).strip()
+            )
+            codes = pd.Categorical(values, categories=cats).codes
+            onehot = np.zeros((len(df), len(cats)), dtype=np.float32)
+            rows = np.flatnonzero(codes >= 0)
+            onehot[rows, codes[rows]] = 1.0
+            parts.append(onehot)
+        return np.concatenate(parts, axis=1)
+
+    def _numeric_frame(self, df: pd.DataFrame, source: str) -> pd.DataFrame:
+        missing = [c for c in self.feature_types if c not in df.columns]
+        if missing:
+            shown = ", ".join(f"'{c}'" for c in missing[:10])
+            more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+            raise SluiceError(
+                f"{source}: missing required column(s) {shown}{more}; "
+                "give the same feature columns the model was trained on"
+            )
+        num = df[self.numeric].apply(pd.to_numeric, errors="coerce")
+        bad = num.isna() & df[self.numeric].notna()
+        inf = np.isinf(num.to_numpy(dtype=np.float64, na_value=np.nan))
+        if bad.to_numpy().any() or inf.any():
+            mask = bad.to_numpy() | inf
+            row, col = map(int, np.argwhere(mask)[0])
+            value = df[self.numeric].iat[row, col]
+            raise SluiceError(
+                f"{source}: column '{self.numeric[col]}' has non-numeric value {value!r} "
+                f"(row {row + 1}); give a number or leave it empty"
+            )
+        return num.astype(np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe state, so loading a model never unpickles anything."""
+        return {
+            "feature_types": self.feature_types,
+            "scaling": self.scaling,
+            "max_categories": self.max_categories,
+            "medians": self.medians_.tolist(),
+            "means": self.means_.tolist(),
+            "scales": self.scales_.tolist(),
+            "categories": self.categories_,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
+        """Rebuild a fitted preprocessor from :meth:`to_dict` output."""
+        pre = cls(state["feature_types"], state["scaling"], state["max_categories"])
+        pre.medians_ = np.asarray(state["medians"], dtype=np.float64)
+        pre.means_ = np.asarray(state["means"], dtype=np.float64)
+        pre.scales_ = np.asarray(state["scales"], dtype=np.float64)
+        pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        return pre
+
+
+def encode_labels(labels: pd.Series, classes: list[str], source: str) -> np.ndarray:
+    """Class indices (int64) of string labels; a label outside ``classes`` is refused."""
+    index = {c: i for i, c in enumerate(classes)}
+    codes = labels.astype(str).map(index)
+    if codes.isna().any():
+        unseen = sorted(set(labels[codes.isna()].astype(str)))[:5]
+        raise SluiceError(
+            f"{source}: label(s) {', '.join(map(repr, unseen))} never seen in training "
+            f"(known: {', '.join(classes[:10])}); give every class enough rows to reach all splits"
+        )
+    return codes.to_numpy(dtype=np.int64)

@@ -1,0 +1,127 @@
+"""Evaluation results to MLflow: test metrics, plots and models, then registered versions."""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from sluice import paths, plots
+from sluice.bundle import Classifier
+from sluice.config import Params
+from sluice.evaluation import HEADLINE, pick_challenger
+from sluice.registry_io import log_bundle_model, register
+
+log = logging.getLogger(__name__)
+
+
+def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
+    """Test metrics (with 95 % intervals), curve data and figures, into the active run."""
+    import mlflow
+
+    m = result["metrics"]
+    scalars = {f"test_{k}": v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)}
+    for k, (lo, hi) in m.get("ci95", {}).items():
+        scalars |= {f"test_{k}_ci_low": lo, f"test_{k}_ci_high": hi}
+    mlflow.log_metrics(scalars)
+    mlflow.log_dict(m, "eval/metrics.json")
+    mlflow.log_dict(result["roc"], "eval/roc.json")
+    mlflow.log_dict(result["pr"], "eval/pr.json")
+    for name, fig in (
+        ("roc", plots.curve_figure({role: result["roc"]}, "fpr", "tpr", f"ROC, {role}")),
+        ("pr", plots.curve_figure({role: result["pr"]}, "recall", "precision", f"PR, {role}")),
+        ("confusion", plots.confusion_figure(m["confusion_matrix"], classes, role)),
+    ):
+        mlflow.log_figure(fig, f"eval/{name}.png")
+        plots.close(fig)
+    history = paths.TRAIN_HISTORY.get(role)
+    if history and history.exists():
+        fig = plots.history_figure(pd.read_csv(history), f"training, {role}")
+        mlflow.log_figure(fig, "eval/training_curves.png")
+        plots.close(fig)
+
+
+def publish(
+    results: dict[str, dict], models: dict[str, Classifier], test: pd.DataFrame, params: Params
+) -> dict[str, str]:
+    """Log each model's evaluation into its training run, log it as an MLflow model, register
+    it, and set ``challenger`` on the better one. Returns role -> registered version."""
+    import mlflow
+
+    from sluice.registry import record_alias_move
+
+    logged = {}
+    for role, clf in models.items():
+        run_id = clf.spec["lineage"]["run_id"]
+        with mlflow.start_run(run_id=run_id):
+            log_evaluation(role, results[role], clf.classes)
+            logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
+    if not params.registry.register:
+        return {}
+    versions = {}
+    for role, clf in models.items():
+        m = results[role]["metrics"]
+        tags = {"sluice.role": role, **_lineage_tags(clf),
+                **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE}}
+        versions[role] = register(logged[role], params.registry.model_name,
+                                  clf.spec["lineage"]["run_id"], tags)
+    best = pick_challenger({r: results[r]["metrics"] for r in models}, params.promote.metric)
+    record_alias_move(params.registry.model_name, "challenger", versions[best],
+                      reason=f"best {params.promote.metric} of this pipeline run ({best})")
+    return versions
+
+
+def log_reference(result: dict, classes: list[str], experiment_id: str, tags: dict) -> None:
+    """The scikit-learn reference gets a run of its own (it is not registered)."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name="reference",
+                          tags={**tags, "sluice.role": "reference"}):
+        mlflow.log_params({"model": "LogisticRegression", "C": 1.0})
+        log_evaluation("reference", result, classes)
+
+
+def _lineage_tags(clf: Classifier) -> dict[str, str]:
+    lineage = clf.spec.get("lineage", {})
+    tags = {f"sluice.lineage.{k}": str(v) for k, v in lineage.items()}
+    tags["sluice.weights_sha256"] = clf.spec["weights_sha256"]
+    lock = Path("dvc.lock")
+    if lock.exists():
+        tags["sluice.lineage.dvc_lock_sha"] = _short_hash(lock.read_bytes())
+    return tags
+
+
+def _short_hash(data: bytes) -> str:
+    import hashlib
+
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def summary(results: dict[str, dict], versions: dict[str, str]) -> str:
+    """The table printed at the end of the pipeline."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="sluice: test split (95 % bootstrap intervals)")
+    table.add_column("model")
+    for k in HEADLINE:
+        table.add_column(k)
+    table.add_column("version")
+    for role, result in results.items():
+        m = result["metrics"]
+        cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
+        table.add_row(role, *cells, versions.get(role, "-"))
+    out = io.StringIO()
+    Console(file=out, width=140).print(table)
+    return out.getvalue()
+
+
+def _fmt(value: float, ci) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.4f}"
+
+

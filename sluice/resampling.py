@@ -1,0 +1,130 @@
+"""imbalanced-learn resampling of the training split (and only the training split)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+
+from sluice.errors import SluiceError
+
+log = logging.getLogger(__name__)
+
+SYNTHETIC = ("smote", "borderline_smote", "adasyn", "smote_tomek", "smote_enn")
+MISSING_CATEGORY = "__missing__"
+
+
+def resample(
+    train: pd.DataFrame,
+    target: str,
+    feature_types: dict[str, str],
+    method: str,
+    k_neighbors: int,
+    seed: int,
+) -> tuple[pd.DataFrame, dict]:
+    """Rebalance the training split with the imbalanced-learn sampler named by ``method``.
+
+    Random samplers pick whole rows (missing values and categories pass through untouched).
+    Synthetic samplers need complete rows: numeric gaps are filled with the training median and
+    categorical gaps with a ``__missing__`` category first; SMOTENC / SMOTEN take over from SMOTE
+    when there are categorical features.
+
+    Returns:
+        (resampled frame, info) where info holds class counts before/after and sampler details.
+    """
+    before = _counts(train[target])
+    info: dict = {"method": method, "rows_before": len(train), "counts_before": before}
+    if method == "none":
+        out = train
+    elif method in ("random_over", "random_under"):
+        out = _resample_rows(train, target, method, seed)
+    else:
+        k = min(k_neighbors, min(before.values()) - 1)
+        if k < 1:
+            raise SluiceError(
+                f"resample.method {method} needs at least 2 training rows per class; "
+                f"the smallest class has {min(before.values())}; use random_over instead"
+            )
+        if k != k_neighbors:
+            log.warning("resample: k_neighbors lowered from %d to %d (smallest class has %d rows)",
+                        k_neighbors, k, min(before.values()))
+        info["k_neighbors"] = k
+        out = _resample_synthetic(train, target, feature_types, method, k, seed)
+    info["rows_after"] = len(out)
+    info["counts_after"] = _counts(out[target])
+    return out.reset_index(drop=True), info
+
+
+def class_weights(labels: pd.Series, classes: list[str]) -> list[float]:
+    """Inverse-frequency weights (mean 1 over classes), the alternative to resampling."""
+    counts = labels.value_counts()
+    raw = np.array([len(labels) / (len(classes) * max(int(counts.get(c, 0)), 1)) for c in classes])
+    return (raw / raw.mean()).round(6).tolist()
+
+
+def _resample_rows(train: pd.DataFrame, target: str, method: str, seed: int) -> pd.DataFrame:
+    from imblearn.over_sampling import RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
+
+    sampler_cls = RandomOverSampler if method == "random_over" else RandomUnderSampler
+    sampler = sampler_cls(random_state=seed)
+    rows = np.arange(len(train)).reshape(-1, 1)
+    picked, _ = sampler.fit_resample(rows, train[target].to_numpy())
+    return train.iloc[picked.ravel()]
+
+
+def _resample_synthetic(
+    train: pd.DataFrame, target: str, feature_types: dict[str, str], method: str, k: int, seed: int
+) -> pd.DataFrame:
+    features = [c for c in train.columns if c != target]
+    categorical = [c for c in features if feature_types.get(c) == "categorical"]
+    X = _fill_gaps(train[features], categorical)
+    sampler = _make_sampler(method, k, seed, features, categorical)
+    X_new, y_new = sampler.fit_resample(X, train[target].to_numpy())
+    out = pd.DataFrame(X_new, columns=features)
+    for col in features:
+        out[col] = out[col].astype(X[col].dtype)
+    out[target] = y_new
+    return out
+
+
+def _make_sampler(method: str, k: int, seed: int, features: list[str], categorical: list[str]):
+    from imblearn import combine, over_sampling
+
+    if categorical:
+        if method not in ("smote",):
+            raise SluiceError(
+                f"resample.method {method} needs numeric features, but column "
+                f"'{categorical[0]}' is categorical; use smote (SMOTENC), random_over or none"
+            )
+        if len(categorical) == len(features):
+            return over_sampling.SMOTEN(k_neighbors=k, random_state=seed)
+        return over_sampling.SMOTENC(
+            categorical_features=[features.index(c) for c in categorical],
+            k_neighbors=k,
+            random_state=seed,
+        )
+    smote = over_sampling.SMOTE(k_neighbors=k, random_state=seed)
+    return {
+        "smote": lambda: smote,
+        "borderline_smote": lambda: over_sampling.BorderlineSMOTE(k_neighbors=k, random_state=seed),
+        "adasyn": lambda: over_sampling.ADASYN(n_neighbors=k, random_state=seed),
+        "smote_tomek": lambda: combine.SMOTETomek(smote=smote, random_state=seed),
+        "smote_enn": lambda: combine.SMOTEENN(smote=smote, random_state=seed),
+    }[method]()
+
+
+def _fill_gaps(X: pd.DataFrame, categorical: list[str]) -> pd.DataFrame:
+    """Fill missing values with training-split statistics (the only data this ever sees)."""
+    X = X.copy()
+    for col in X.columns:
+        if col in categorical:
+            X[col] = X[col].astype(object).where(X[col].notna(), MISSING_CATEGORY)
+        elif X[col].isna().any():
+            X[col] = X[col].fillna(X[col].median())
+    return X
+
+
+def _counts(labels: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in labels.value_counts().sort_index().items()}

@@ -1,0 +1,142 @@
+"""The one training path behind the train and finetune stages: data in, tracked run, bundle out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from sluice import paths
+from sluice.bundle import save_bundle
+from sluice.config import Params, TrainConfig
+from sluice.io import file_md5, write_table
+from sluice.nets import count_parameters
+from sluice.preprocess import Preprocessor, encode_labels
+from sluice.training import FitSettings, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingJob:
+    """What differs between training and fine-tuning; everything else is shared."""
+
+    role: str  # "base" or "finetuned"
+    net: torch.nn.Module
+    spec: dict[str, Any]  # arch, args, classes, preprocessor (+ lineage)
+    train_path: Path
+    val_path: Path
+    target: str
+    settings: FitSettings
+    run_params: dict[str, Any]
+    extra_tags: dict[str, str]
+
+
+def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, **overrides):
+    """FitSettings from the train section, with fine-tuning's overrides (lr, epochs, ...)."""
+    base = {k: v for k, v in asdict(cfg).items() if k in FitSettings.__dataclass_fields__}
+    base.update(seed=seed, image_shape=image_shape, class_weights=class_weights, **overrides)
+    return FitSettings(**base)
+
+
+def run_training(job: TrainingJob, params: Params) -> None:
+    """Train ``job.net`` in one MLflow run, then write its bundle and per-epoch history."""
+    import mlflow
+
+    from sluice.tracking import connect, fail_stale_runs, run_tags
+
+    torch.set_num_threads(params.train.threads)
+    pre = Preprocessor.from_dict(job.spec["preprocessor"])
+    classes = job.spec["classes"]
+    train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
+    data = (
+        pre.transform(train_df, str(job.train_path)),
+        encode_labels(train_df[job.target], classes, str(job.train_path)),
+        pre.transform(val_df, str(job.val_path)),
+        encode_labels(val_df[job.target], classes, str(job.val_path)),
+    )
+    experiment_id = connect(params.registry.experiment)
+    fail_stale_runs(experiment_id, job.role)
+    tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
+        mlflow.log_params(_flatten(job.run_params))
+        _log_dataset(job.train_path, train_df, job.target, "training")
+        _log_dataset(job.val_path, val_df, job.target, "validation")
+        mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
+        started = time.perf_counter()
+        with _EpochLogger(job.role, job.settings.epochs) as on_epoch:
+            result = fit(job.net, data, len(classes), job.settings, on_epoch,
+                         _checkpoint_path(job, params))
+        job.net.load_state_dict(result.state_dict)
+        mlflow.log_metrics({"best_epoch": result.best_epoch,
+                            "train_seconds": time.perf_counter() - started})
+        history = pd.DataFrame(result.history)
+        write_table(paths.TRAIN_HISTORY[job.role], history)
+        lineage = {"run_id": run.info.run_id, "train_data_md5": file_md5(job.train_path)}
+        save_bundle(paths.MODELS[job.role], job.net,
+                    {**job.spec, "role": job.role, "best_epoch": result.best_epoch,
+                     "lineage": {**job.spec.get("lineage", {}), **lineage}})
+    _checkpoint_path(job, params).unlink(missing_ok=True)
+
+
+class _EpochLogger:
+    """Send each epoch's metrics to MLflow in one batch and advance a progress bar."""
+
+    def __init__(self, role: str, epochs: int) -> None:
+        self.role, self.epochs = role, epochs
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc=f"train {self.role}", unit="epoch", leave=False)
+        return self
+
+    def __call__(self, record: dict[str, float]) -> None:
+        import mlflow
+
+        step = int(record["epoch"])
+        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", f1=f"{record['val_f1_macro']:.3f}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def _log_dataset(path: Path, df: pd.DataFrame, target: str, context: str) -> None:
+    """Dataset lineage: the file, its DVC-compatible md5, and its schema."""
+    import mlflow
+
+    dataset = mlflow.data.from_pandas(
+        df.head(0), source=str(path), targets=target, name=path.stem, digest=file_md5(path)
+    )
+    mlflow.log_input(dataset, context=context)
+
+
+def _checkpoint_path(job: TrainingJob, params: Params) -> Path:
+    """Checkpoints are keyed by everything that shapes training, so a stale one is never used."""
+    key = json.dumps(
+        [asdict(job.settings), job.spec["arch"], job.spec["args"], job.run_params,
+         file_md5(job.train_path), file_md5(job.val_path)],
+        sort_keys=True, default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return paths.CHECKPOINTS / f"{job.role}-{digest}.pt"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out

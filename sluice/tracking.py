@@ -1,0 +1,134 @@
+"""The MLflow adapter: where the store is, which experiment, and what every run is tagged with."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+from pathlib import Path
+from urllib.parse import urlparse
+
+from sluice.errors import SluiceError
+
+log = logging.getLogger(__name__)
+
+STORE_FILE = "mlflow.db"
+ARTIFACT_DIR = "mlartifacts"
+
+
+def project_root() -> Path:
+    """The main repository: ``DVC_ROOT`` (also inside queued experiments' temp copies) or cwd."""
+    return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
+
+
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the SQLite store at the repository root."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if uri:
+        return uri
+    # A generous SQLite busy timeout lets parallel queued experiments share the store.
+    return f"sqlite:///{project_root() / STORE_FILE}?timeout=60"
+
+
+def artifact_location() -> str | None:
+    """Artifact root for new experiments of the default store (None: the server decides)."""
+    if os.environ.get("MLFLOW_TRACKING_URI"):
+        return None
+    return (project_root() / ARTIFACT_DIR).as_uri()
+
+
+def use_store() -> str:
+    """Point MLflow (tracking and registry) at the store; fail fast if a server is down."""
+    import mlflow
+
+    uri = tracking_uri()
+    check_reachable(uri)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    return uri
+
+
+def connect(experiment: str) -> str:
+    """Use the store and return the id of ``experiment``, creating it on first use."""
+    import mlflow
+
+    use_store()
+    client = mlflow.MlflowClient()
+    found = client.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    try:
+        return client.create_experiment(experiment, artifact_location=artifact_location())
+    except mlflow.exceptions.MlflowException:  # a parallel run created it first
+        return client.get_experiment_by_name(experiment).experiment_id
+
+
+def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
+    """Raise a one-line error if an HTTP tracking server does not accept connections."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise SluiceError(
+            f"MLflow tracking server {uri} is not reachable ({exc.strerror or exc}); start it or "
+            "unset MLFLOW_TRACKING_URI to use the local store"
+        ) from None
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """Lineage tags every run carries: git commit, DVC experiment, stage, host and pid."""
+    tags = {
+        "sluice.stage": stage,
+        "sluice.host": socket.gethostname(),
+        "sluice.pid": str(os.getpid()),
+        "mlflow.source.git.commit": git_commit(),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    return tags
+
+
+def git_commit() -> str:
+    """HEAD's commit of the repository the stage runs in ('' outside git)."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def fail_stale_runs(experiment_id: str, stage: str) -> None:
+    """Mark runs of ``stage`` left RUNNING by a killed process on this host as FAILED."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`sluice.stage` = '{stage}' "
+        f"and tags.`sluice.host` = '{host}'",
+    )
+    for run in runs:
+        pid = int(run.data.tags.get("sluice.pid", "0") or 0)
+        if pid and not _alive(pid):
+            client.set_terminated(run.info.run_id, status="FAILED")
+            log.info("marked run %s of killed process %d as FAILED", run.info.run_id, pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,30 @@
+"""Stage clean: raw data (a CSV or a built-in dataset) -> cleaned table + cleaning report."""
+
+import logging
+
+from sluice import paths
+from sluice.cleaning import clean_table
+from sluice.config import load_params
+from sluice.datasets import load_raw
+from sluice.errors import report_errors
+from sluice.io import write_json, write_table
+
+log = logging.getLogger("sluice.clean")
+
+
+@report_errors
+def main() -> None:
+    params = load_params()
+    raw, target = load_raw(params.data)
+    cleaned, report = clean_table(
+        raw, target, params.clean, params.data.columns, source=params.data.source
+    )
+    report["target"] = target
+    write_table(paths.CLEAN, cleaned)
+    write_json(paths.CLEAN_REPORT, report)
+    log.info("clean: %d -> %d rows, dropped %s", report["rows_in"], report["rows_out"],
+             {k: v for k, v in report["dropped"].items() if v} or "nothing")
+
+
+if __name__ == "__main__":
+    main()

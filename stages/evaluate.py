@@ -1,0 +1,67 @@
+"""Stage evaluate: both models and a scikit-learn reference on the test split; register versions."""
+
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+
+from sluice import paths
+from sluice.config import load_params
+from sluice.errors import report_errors
+from sluice.io import read_json, write_json, write_table
+
+log = logging.getLogger("sluice.evaluate")
+
+
+@report_errors
+def main() -> None:
+    params = load_params()
+    from sluice.bundle import load_bundle
+    from sluice.evaluation import evaluate_predictions, fit_reference, reference_proba
+    from sluice.preprocess import encode_labels
+    from sluice.publish import log_reference, publish, summary
+    from sluice.tracking import connect, run_tags
+
+    target = read_json(paths.CLEAN_REPORT)["target"]
+    test = pd.read_parquet(paths.SPLITS["test"])
+    models = {role: load_bundle(path) for role, path in paths.MODELS.items()}
+    classes = models["base"].classes
+    y_true = encode_labels(test[target], classes, str(paths.SPLITS["test"]))
+    n_boot, seed = params.evaluate.bootstrap, params.seed
+    results = {
+        role: evaluate_predictions(y_true, clf.predict_proba(test), classes, n_boot, seed)
+        for role, clf in models.items()
+    }
+    if params.evaluate.reference == "logreg":
+        pre = models["base"].preprocessor
+        train = pd.read_parquet(paths.RESAMPLED)
+        y_train = encode_labels(train[target], classes, str(paths.RESAMPLED))
+        ref = fit_reference(pre.transform(train), y_train, seed)
+        prob = reference_proba(ref, pre.transform(test), len(classes))
+        results["reference"] = evaluate_predictions(y_true, prob, classes, n_boot, seed)
+    write_reports(results)
+    experiment_id = connect(params.registry.experiment)
+    if "reference" in results:
+        log_reference(results["reference"], classes, experiment_id, run_tags("evaluate"))
+    versions = publish({r: results[r] for r in models}, models, test, params)
+    write_json(paths.REGISTERED, {"model_name": params.registry.model_name, "versions": versions})
+    print(summary(results, versions), file=sys.stderr)
+
+
+def write_reports(results: dict[str, dict]) -> None:
+    """Metrics JSON and plot data for `dvc metrics` / `dvc plots` (deterministic content)."""
+    write_json(paths.METRICS, {role: r["metrics"] for role, r in results.items()})
+    for role, r in results.items():
+        write_json(paths.PLOTS / f"roc_{role}.json", _points(r["roc"], ("fpr", "tpr")))
+        write_json(paths.PLOTS / f"pr_{role}.json", _points(r["pr"], ("recall", "precision")))
+        write_table(paths.PLOTS / f"confusion_{role}.csv", pd.DataFrame(r["confusion"]))
+
+
+def _points(curve: dict, keys: tuple[str, str]) -> list[dict]:
+    xs, ys = (np.asarray(curve[k]) for k in keys)
+    return [{keys[0]: float(x), keys[1]: float(y)} for x, y in zip(xs, ys, strict=True)]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Stage finetune: a trained model (models/base or a registry version) -> models/finetuned."""
+
+from dataclasses import asdict
+
+from sluice import paths
+from sluice.config import load_params
+from sluice.errors import report_errors
+from sluice.io import read_json
+
+
+@report_errors
+def main() -> None:
+    params = load_params()
+    from sluice.nets import freeze, replace_head
+    from sluice.registry_io import load_start_model
+    from sluice.runner import TrainingJob, fit_settings, run_training
+    from sluice.splitting import sorted_labels
+
+    cfg = params.finetune
+    clf, lineage = load_start_model(cfg.init_from, params.registry.model_name)
+    report = read_json(paths.CLEAN_REPORT)
+    target = report["target"]
+    classes = sorted_labels(list(report["classes"]))
+    net, spec = clf.net, dict(clf.spec)
+    if classes != clf.classes:  # new label set: the old head cannot express it
+        replace_head(net, len(classes))
+        spec["args"] = {**spec["args"], "n_classes": len(classes)}
+        lineage["head_replaced"] = "classes changed"
+    elif cfg.reinit_head:
+        net.head.reset_parameters()
+    freeze(net, cfg.freeze)
+    data_path = paths.SPLITS["train"] if cfg.data == "train" else paths.RESAMPLED
+    job = TrainingJob(
+        role="finetuned", net=net,
+        spec={**spec, "classes": classes, "lineage": lineage},
+        train_path=data_path, val_path=paths.SPLITS["val"], target=target,
+        settings=fit_settings(
+            params.train, params.seed, spec["args"].get("image_shape"),
+            lr=cfg.lr, epochs=cfg.epochs, patience=cfg.patience, sampler=cfg.sampler,
+        ),
+        run_params={"seed": params.seed, "finetune": asdict(cfg), "train": asdict(params.train),
+                    "init_weights_sha256": clf.spec["weights_sha256"]},
+        extra_tags={f"sluice.parent.{k}": str(v) for k, v in lineage.items()},
+    )
+    run_training(job, params)
+
+
+if __name__ == "__main__":
+    main()
