@@ -39,7 +39,12 @@ class CNN(nn.Module):
     """
 
     def __init__(
-        self, n_classes: int, image_shape: list[int], channels: list[int], dropout: float
+        self,
+        n_classes: int,
+        image_shape: list[int],
+        channels: list[int],
+        dropout: float,
+        pooled_size: int = 2,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)
@@ -51,9 +56,10 @@ class CNN(nn.Module):
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
             in_ch = out_ch
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout)]
+        # A small pooled grid, not one global average: where a stroke is tells 6 from 9.
+        layers += [nn.AdaptiveAvgPool2d(pooled_size), nn.Flatten(), nn.Dropout(dropout)]
         self.features = nn.Sequential(*layers)
-        self.head = nn.Linear(in_ch, n_classes)
+        self.head = nn.Linear(in_ch * pooled_size**2, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, H*W) -> logits
         x = x.view(x.shape[0], 1, *self.image_shape)

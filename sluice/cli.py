@@ -1,0 +1,291 @@
+"""The ``sluice`` command: the model lifecycle in the MLflow registry.
+
+status, promote (gated), rollback, history and predict. Every command reads ``params.yaml``
+(``registry.model_name`` and the ``promote`` section) and uses the project's MLflow store
+(``MLFLOW_TRACKING_URI`` overrides). A mistake prints one ``error: ...`` line and exits 1.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from sluice.errors import report_errors
+
+EXIT_REFUSED = 3
+
+app = typer.Typer(
+    name="sluice",
+    help="Gated promotion, rollback, history and batch prediction of registered models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="markdown",
+)
+
+ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
+NameOpt = Annotated[
+    str | None,
+    typer.Option("--model-name", help="Registered model (default: registry.model_name)."),
+]
+
+
+def _setup(params_path: Path, model_name: str | None):
+    """Validate params, point MLflow at the store; return (params, model name)."""
+    from sluice.config import load_params
+    from sluice.tracking import use_store
+
+    # MLflow's per-file download bars would drown the command's own output.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    params = load_params(params_path)
+    use_store()
+    return params, model_name or params.registry.model_name
+
+
+@app.command()
+@report_errors
+def status(params_path: ParamsOpt = Path("params.yaml"), model_name: NameOpt = None) -> None:
+    """Registered versions, their aliases, role and test metrics, and the last gate verdict."""
+    from sluice.registry import aliases, list_versions, require_model
+
+    _, name = _setup(params_path, model_name)
+    require_model(name)
+    _print_status(name, aliases(name), list_versions(name))
+
+
+@app.command()
+@report_errors
+def promote(
+    version: Annotated[
+        str, typer.Option("--version", help="Candidate: a version number or an alias.")
+    ] = "challenger",
+    force: Annotated[
+        bool, typer.Option("--force", help="Promote even if the gate refuses (recorded).")
+    ] = False,
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the history).")] = "",
+    params_path: ParamsOpt = Path("params.yaml"),
+    model_name: NameOpt = None,
+) -> None:
+    """Move `champion` to the candidate only if it wins the gate on the current test split.
+
+    Champion and candidate are scored on the same rows: the primary metric must improve by at
+    least promote.min_delta with a paired-bootstrap 95 % interval above 0, and no guard may drop
+    by more than its tolerance; with no champion, the floors apply. The verdict is printed and
+    recorded in the registry either way.
+
+    Exit codes: 0 promoted; 3 refused by the gate (or already champion); 1 error.
+    """
+    from sluice.promotion import promote as run_promote
+    from sluice.promotion import read_test_split
+
+    params, name = _setup(params_path, model_name)
+    test, target = read_test_split()
+    if force and not reason:
+        reason = "forced with --force (no reason given)"
+    outcome = run_promote(name, params.promote, test, target, version, force, reason, params.seed)
+    _print_outcome(name, outcome)
+    if not outcome.promoted:
+        raise typer.Exit(EXIT_REFUSED)
+
+
+@app.command()
+@report_errors
+def rollback(
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the history).")] = "",
+    params_path: ParamsOpt = Path("params.yaml"),
+    model_name: NameOpt = None,
+) -> None:
+    """Move `champion` back to the version the last promotion replaced (repeat to go further)."""
+    from sluice.promotion import rollback as run_rollback
+
+    _, name = _setup(params_path, model_name)
+    entry = run_rollback(name, reason)
+    _console().print(
+        f"[bold]rolled back[/]: champion of {name} is version {entry['to']} again "
+        f"(was {entry['from']}; undoes #{entry['undoes']})"
+    )
+
+
+@app.command()
+@report_errors
+def history(
+    alias: Annotated[str | None, typer.Option("--alias", help="Only moves of this alias.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw entries as JSON.")] = False,
+    params_path: ParamsOpt = Path("params.yaml"),
+    model_name: NameOpt = None,
+) -> None:
+    """Every recorded alias move (and refused promotion): when, from, to, verdict, who, why."""
+    from sluice.registry import read_history, require_model
+
+    _, name = _setup(params_path, model_name)
+    require_model(name)
+    entries = [e for e in read_history(name) if alias is None or e.get("alias") == alias]
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+    else:
+        _print_history(name, entries)
+
+
+@app.command()
+@report_errors
+def predict(
+    input_csv: Annotated[Path, typer.Argument(help="CSV with the training feature columns.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write.")],
+    model: Annotated[
+        str, typer.Option("--model", help="champion, challenger, another alias or a version.")
+    ] = "champion",
+    keep: Annotated[
+        list[str] | None, typer.Option("--keep", help="Input column to copy (repeatable).")
+    ] = None,
+    chunk_size: Annotated[
+        int, typer.Option("--chunk-size", min=1, help="Rows per chunk.")
+    ] = 50_000,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress")] = True,
+    params_path: ParamsOpt = Path("params.yaml"),
+    model_name: NameOpt = None,
+) -> None:
+    """Score a CSV: `predicted` label and `prob_<class>` per class, written atomically."""
+    from sluice.predict import predict_csv
+    from sluice.promotion import model_ref
+    from sluice.registry_io import load_registered
+
+    _, name = _setup(params_path, model_name)
+    classifier, version = load_registered(model_ref(model), name)
+    rows = predict_csv(classifier, input_csv, output, chunk_size, keep or [], progress)
+    done = f"wrote {rows} rows to {output} ({name} version {version.version})"
+    _console(stderr=True).print(done, markup=False)
+
+
+# Views: rich tables on stdout (the library logs; only the CLI prints).
+
+METRIC_COLUMNS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
+
+
+def _console(stderr: bool = False):
+    """A rich console; wide enough for the tables when output is not a terminal."""
+    from rich.console import Console
+
+    con = Console(stderr=stderr)
+    return con if con.is_terminal else Console(stderr=stderr, width=160)
+
+
+def _num(x) -> str:
+    return "n/a" if x is None or x != x else f"{x:.4f}"
+
+
+def _print_status(name: str, alias_map: dict[str, str], versions: list) -> None:
+    """One row per registered version: aliases, role, test metrics, last gate verdict."""
+    from rich.table import Table
+
+    table = Table(title=f"{name}: registered versions")
+    for col in ("version", "aliases", "role", "created", *METRIC_COLUMNS, "gate", "run"):
+        table.add_column(col)
+    for v in versions:
+        tags, version = v.tags or {}, str(v.version)
+        held = ", ".join(a for a, held_by in sorted(alias_map.items()) if held_by == version)
+        gate = {"true": "passed", "false": "refused"}.get(tags.get("sluice.gate.passed"), "-")
+        gate += " (forced)" if tags.get("sluice.gate.forced") == "true" else ""
+        created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
+        metrics = [tags.get(f"test_{m}", "-")[:6] for m in METRIC_COLUMNS]
+        role = tags.get("sluice.role", "-")
+        table.add_row(version, held or "-", role, created, *metrics, gate, (v.run_id or "")[:8])
+    _console().print(table)
+
+
+def _print_outcome(name: str, outcome) -> None:
+    """The decision, the gate's numbers and the reasons."""
+    con = _console()
+    if outcome.verdict is None:
+        con.print(f"[yellow]not promoted[/]: {outcome.note}")
+        return
+    was = outcome.champion or "none"
+    if outcome.promoted:
+        forced = " [red](forced)[/]" if outcome.entry.get("forced") else ""
+        con.print(
+            f"[green]promoted[/]{forced}: champion of {name} is now version "
+            f"{outcome.candidate} (was {was})"
+        )
+    else:
+        con.print(
+            f"[red]refused[/]: version {outcome.candidate} did not pass the gate; the "
+            f"champion of {name} stays {was}"
+        )
+    con.print(_verdict_table(outcome.verdict))
+    for reason in outcome.verdict.reasons:
+        con.print(f"  - {reason}", markup=False)
+
+
+def _verdict_table(v):
+    """Primary metric, guards and floors of a verdict, one row each."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=f"gate ({v.mode}, {v.n_rows} test rows, {v.n_boot} bootstrap resamples)")
+    for col in ("check", "champion", "challenger", "difference", "rule", "ok"):
+        table.add_column(col)
+    if v.mode == "compare":
+        diff = escape(f"{_num(v.delta)} [{_num(v.ci_low)}, {_num(v.ci_high)}]")
+        rule = f">= {v.min_delta:g}, CI low > 0"
+        table.add_row(
+            v.metric, _num(v.champion), _num(v.challenger), diff, rule, _mark(v.primary_ok)
+        )
+    for g in v.guards:
+        drop, rule = f"drop {_num(g.drop)}", f"drop <= {g.tolerance:g}"
+        table.add_row(
+            f"guard {g.metric}", _num(g.champion), _num(g.challenger), drop, rule, _mark(g.ok)
+        )
+    for f in v.floors:
+        table.add_row(f"floor {f.metric}", "-", _num(f.value), "-", f">= {f.floor:g}", _mark(f.ok))
+    return table
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+def _mark(ok: bool) -> str:
+    return "[green]yes[/]" if ok else "[red]no[/]"
+
+
+def _print_history(name: str, entries: list[dict]) -> None:
+    """One row per history entry, oldest first (user-given text is shown verbatim)."""
+    from rich.table import Table
+
+    if not entries:
+        _console().print(f"no alias moves recorded for {name} yet")
+        return
+    table = Table(title=f"{name}: alias history")
+    for col in ("#", "time", "alias", "action", "from", "to", "gate", "metric", "user", "reason"):
+        table.add_column(col)
+    for e in entries:
+        cells = [str(e.get(k) or "-") for k in ("seq", "time", "alias", "action", "from", "to")]
+        who = [_escape(str(e.get(k, ""))) for k in ("user", "reason")]
+        table.add_row(*cells, _gate_cell(e), _metric_cell(e.get("verdict")), *who)
+    _console().print(table)
+
+
+def _gate_cell(entry: dict) -> str:
+    verdict = entry.get("verdict")
+    if not verdict:
+        return "-"
+    text = "passed" if verdict.get("passed") else "refused"
+    return f"{text}, forced" if entry.get("forced") else text
+
+
+def _metric_cell(verdict: dict | None) -> str:
+    from rich.markup import escape
+
+    if not verdict:
+        return "-"
+    m, a, b = verdict["metric"], verdict.get("champion"), verdict.get("challenger")
+    if verdict.get("mode") != "compare":
+        return f"{m} {_num(b)}"
+    ci = f"[{_num(verdict.get('ci_low'))}, {_num(verdict.get('ci_high'))}]"
+    return escape(f"{m} {_num(a)} -> {_num(b)} {ci}")

@@ -1,0 +1,1 @@
+"""Model lifecycle tests: promotion, rollback, history, prediction, serving, safety."""
