@@ -89,6 +89,7 @@ class TrainConfig:
     model: Literal["auto", "mlp", "cnn"] = "auto"
     hidden: list[int] = field(default_factory=lambda: [256, 128])
     channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    cnn_grid: int = 4
     dropout: float = 0.2
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 0.003
@@ -113,6 +114,7 @@ class TrainConfig:
         _check_range("train.augment_shift", self.augment_shift, 0, 4)
         _check_range("train.threads", self.threads, 1, 256)
         _check_range("train.checkpoint_every", self.checkpoint_every, 1, 100_000)
+        _check_range("train.cnn_grid", self.cnn_grid, 1, 16)
         if not self.hidden or min(self.hidden) < 1:
             _bad("train.hidden", self.hidden, "give a list of positive layer widths")
         if not self.channels or min(self.channels) < 1:

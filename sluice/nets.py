@@ -44,7 +44,7 @@ class CNN(nn.Module):
         image_shape: list[int],
         channels: list[int],
         dropout: float,
-        pooled_size: int = 2,
+        pooled_size: int = 4,
     ) -> None:
         super().__init__()
         self.image_shape = tuple(image_shape)

@@ -81,7 +81,7 @@ def predict_csv(
                 bar.update(len(chunk))
         if rows == 0:
             pd.DataFrame(columns=output_columns(classifier, keep)).to_csv(fh, index=False)
-    log.info("scored %d rows of %s into %s", rows, input_path, output_path)
+    log.debug("scored %d rows of %s into %s", rows, input_path, output_path)
     return rows
 
 

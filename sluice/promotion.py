@@ -81,6 +81,8 @@ def promote(
     with registry_lock(name):
         require_model(name)
         version = resolve_version(model_ref(candidate), name)
+        if version.name != name:
+            raise SluiceError(f"{candidate} is a version of {version.name}, not of {name}")
         cand, champ = str(version.version), aliases(name).get(CHAMPION)
         if cand == champ:
             note = f"version {cand} is already the champion of {name}; nothing to do"
@@ -92,8 +94,9 @@ def promote(
         else:
             entry = move_alias_locked(name, CHAMPION, cand, action="promote", **record)
         set_version_tags(name, cand, _verdict_tags(verdict, entry, force))
-    log.info("champion of %s: %s", name, "promoted" if entry.get("moved", True) else "kept")
-    return Outcome(entry.get("moved", True), cand, champ, verdict, entry)
+    moved = entry.get("moved", True)
+    log.debug("gate for %s version %s vs %s: %s", name, cand, champ, verdict.reasons)
+    return Outcome(moved, cand, champ, verdict, entry)
 
 
 def rollback(name: str, reason: str = "") -> dict[str, Any]:

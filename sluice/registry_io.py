@@ -86,14 +86,27 @@ def load_registered(uri: str, default_name: str) -> tuple[Classifier, Any]:
     import mlflow
 
     version = resolve_version(uri, default_name)
-    tmp = Path(tempfile.mkdtemp(prefix="sluice-model-"))
-    local = mlflow.artifacts.download_artifacts(
-        artifact_uri=f"models:/{version.name}/{version.version}", dst_path=str(tmp)
-    )
-    bundle = Path(local) / "artifacts" / "bundle"
-    if not bundle.is_dir():
-        raise SluiceError(f"{uri} (version {version.version}) is not a sluice model: no bundle")
-    return load_bundle(bundle), version
+    with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp
+        )
+        bundle = _bundle_dir(Path(local))
+        if bundle is None or not bundle.is_dir():
+            raise SluiceError(f"{uri} (version {version.version}) is not a sluice model: no bundle")
+        return load_bundle(bundle), version
+
+
+def _bundle_dir(model_dir: Path) -> Path | None:
+    """Where the pyfunc's ``bundle`` artifact lies: MLmodel records it (artifacts/<dir name>)."""
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    artifacts = flavors.get("python_function", {}).get("artifacts") or {}
+    path = artifacts.get("bundle", {}).get("path")
+    return model_dir / path if path else None
 
 
 def load_start_model(init_from: str, model_name: str) -> tuple[Classifier, dict[str, str]]:

@@ -6,6 +6,8 @@ import logging
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -22,18 +24,24 @@ def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or os.getcwd()).resolve()
 
 
-def tracking_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` when set, else the SQLite store at the repository root."""
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if uri:
-        return uri
+def default_uri() -> str:
+    """The SQLite store at the repository root."""
     # A generous SQLite busy timeout lets parallel queued experiments share the store.
     return f"sqlite:///{project_root() / STORE_FILE}?timeout=60"
 
 
+def tracking_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` when set, else the SQLite store at the repository root."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or default_uri()
+
+
 def artifact_location() -> str | None:
-    """Artifact root for new experiments of the default store (None: the server decides)."""
-    if os.environ.get("MLFLOW_TRACKING_URI"):
+    """Artifact root for new experiments of the default store (None: the server decides).
+
+    ``mlflow.set_tracking_uri`` exports MLFLOW_TRACKING_URI itself, so the variable only
+    counts as the user's choice when it names another store.
+    """
+    if tracking_uri() != default_uri():
         return None
     return (project_root() / ARTIFACT_DIR).as_uri()
 
@@ -46,7 +54,48 @@ def use_store() -> str:
     check_reachable(uri)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
+    _open_sqlite_store(uri)
     return uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:`` URI (None for any other store)."""
+    if not uri.startswith("sqlite:"):
+        return None
+    from sqlalchemy.engine import make_url
+
+    database = make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+def _open_sqlite_store(uri: str) -> None:
+    """Create (or check) a SQLite store's tables while holding a lock on it.
+
+    Parallel first runs (queued experiments) would otherwise all run MLflow's schema migrations
+    on the same empty file and fail with "duplicate column" or "table already exists".
+    """
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    import mlflow
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(path.with_name(f"{path.name}-lock")):
+        client = mlflow.MlflowClient()  # builds (and caches) the tracking store
+        client.search_registered_models(max_results=1)  # and the registry store
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock, released when the block ends or the process dies."""
+    import fcntl
+
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def connect(experiment: str) -> str:

@@ -35,7 +35,7 @@ def main() -> None:
     cfg = params.train
     if arch == "cnn":
         args = {"n_classes": len(classes), "image_shape": shape, "channels": cfg.channels,
-                "dropout": cfg.dropout}
+                "dropout": cfg.dropout, "pooled_size": cfg.cnn_grid}
     else:
         args = {"n_inputs": pre.n_outputs, "n_classes": len(classes), "hidden": cfg.hidden,
                 "dropout": cfg.dropout}

@@ -25,7 +25,6 @@ EXPERIMENT = "lifecycle"
 TARGET = "target"
 ROLES = ("weak", "good", "good2")  # registered as versions 1, 2, 3
 VERSION = {role: str(i) for i, role in enumerate(ROLES, start=1)}
-REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 

@@ -14,6 +14,7 @@ from sluice.registry import aliases, read_history
 from .conftest import BIN, VERSION
 
 
+@pytest.mark.slow
 def test_concurrent_promotions_leave_one_consistent_champion(project):
     assert (
         CliRunner().invoke(app, ["promote", "--version", VERSION["weak"], "--force"]).exit_code == 0

@@ -1,0 +1,107 @@
+"""The real `dvc repro` on small settings, checked the way a user would look at the results."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Project, make_project
+
+pytestmark = pytest.mark.slow
+
+HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss")
+ROLES = ("base", "finetuned", "reference")
+
+
+@pytest.fixture(scope="module", params=["digits-lt", "breast-cancer"])
+def pipeline(request, tmp_path_factory) -> tuple[Project, str]:
+    """One full pipeline run per built-in dataset, shared by the checks below."""
+    name = request.param
+    project = make_project(tmp_path_factory.mktemp(name) / "proj", {"data": {"name": name}})
+    result = project.run("dvc", "repro")
+    return project, result.stdout + result.stderr
+
+
+def test_summary_table_lists_every_model(pipeline):
+    _, output = pipeline
+    assert "sluice: test split (95 % bootstrap intervals)" in output
+    for role in ROLES:
+        assert role in output
+
+
+def test_metrics_file_has_every_metric_for_every_model(pipeline):
+    project, _ = pipeline
+    metrics = project.read_json("reports/metrics.json")
+    assert set(metrics) == set(ROLES)
+    n_classes = len(project.read_json("reports/clean.json")["classes"])
+    for role in ROLES:
+        m = metrics[role]
+        for key in (*HEADLINE, "precision_macro", "recall_macro"):
+            assert isinstance(m[key], float), (role, key)
+        assert 0.5 < m["roc_auc"] <= 1.0
+        assert len(m["per_class"]) == n_classes
+        assert len(m["confusion_matrix"]) == n_classes
+        lo, hi = m["ci95"]["f1_macro"]
+        assert lo <= m["f1_macro"] <= hi
+
+
+def test_plot_data_is_declared_and_readable_by_dvc(pipeline):
+    project, _ = pipeline
+    for role in ROLES:
+        roc = project.read_json(f"reports/plots/roc_{role}.json")
+        assert roc[0]["fpr"] == 0.0 and roc[-1]["tpr"] == 1.0
+        assert (project.path / f"reports/plots/confusion_{role}.csv").exists()
+    shown = project.run("dvc", "metrics", "show", "--json").stdout
+    assert "f1_macro" in shown
+    project.run("dvc", "plots", "show", "--json")
+
+
+def test_every_model_is_a_tracked_run_with_curves_and_plots(pipeline):
+    project, _ = pipeline
+    client = project.mlflow_client()
+    experiment = client.get_experiment_by_name("sluice")
+    runs = {r.data.tags["sluice.role"]: r for r in client.search_runs([experiment.experiment_id])}
+    assert set(runs) == set(ROLES)
+    for role in ROLES:
+        run = runs[role]
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.source.git.commit"]
+        assert 0.5 < run.data.metrics["test_roc_auc"] <= 1.0
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+        assert {"eval/roc.png", "eval/roc.json", "eval/confusion.png", "eval/pr.png"} <= artifacts
+    for role in ("base", "finetuned"):
+        curve = client.get_metric_history(runs[role].info.run_id, "val_f1_macro")
+        assert len(curve) >= 2 and [m.step for m in curve] == sorted(m.step for m in curve)
+        inputs = runs[role].inputs.dataset_inputs
+        assert {i.dataset.name for i in inputs} >= {"val"}
+    assert "params_frozen" in runs["finetuned"].data.params
+    assert int(runs["finetuned"].data.params["params_frozen"]) > 0
+
+
+def test_versions_are_registered_with_roles_and_a_challenger(pipeline):
+    project, _ = pipeline
+    client = project.mlflow_client()
+    registered = project.read_json("reports/registered.json")
+    name = registered["model_name"]
+    versions = {v.tags["sluice.role"]: v for v in client.search_model_versions(f"name='{name}'")}
+    assert set(versions) == {"base", "finetuned"}
+    assert {str(v.version) for v in versions.values()} == set(registered["versions"].values())
+    for version in versions.values():
+        assert float(version.tags["test_roc_auc"]) > 0.5
+        assert version.tags["sluice.lineage.train_data_md5"]
+    challenger = client.get_model_version_by_alias(name, "challenger")
+    assert challenger.tags["sluice.role"] in ("base", "finetuned")
+
+
+def test_second_repro_skips_every_stage(pipeline):
+    project, _ = pipeline
+    again = project.run("dvc", "repro")
+    assert "Data and pipelines are up to date" in again.stdout + again.stderr
+    assert "Running stage" not in again.stdout + again.stderr
+
+
+def test_changed_param_reruns_only_downstream_stages(pipeline):
+    project, _ = pipeline
+    project.set_params({"evaluate": {"bootstrap": 20}})
+    out = project.run("dvc", "repro").stdout
+    assert "Running stage 'evaluate'" in out
+    for stage in ("clean", "split", "resample", "train", "finetune"):
+        assert f"Running stage '{stage}'" not in out
