@@ -66,7 +66,7 @@ class _Run:
         self.report = _new_report(self.source, len(df))
         df = df.reset_index(drop=True)
         columns = {col: self.feature(df[col], col) for col in features}
-        columns[self.target] = _text(df[self.target])
+        columns[self.target] = as_text(df[self.target])
         out = self.drop_missing_target(pd.DataFrame(columns, index=df.index))
         out[self.target] = self.merge_case(out[self.target])
         out = self.drop_duplicates(out, features)
@@ -111,11 +111,11 @@ class _Run:
         if s.dtype == object:
             s = s.infer_objects()  # hand-built frames: a column of Python floats becomes float64
         declared = self.declared.get(col)
-        as_text = declared == "categorical" or (not declared and pd.api.types.is_bool_dtype(s))
-        numbers = None if as_text else _numbers(s)
+        textual = declared == "categorical" or (not declared and pd.api.types.is_bool_dtype(s))
+        numbers = None if textual else _numbers(s)
         kind = declared or _infer(numbers)
         self.report["columns"][col] = {"type": kind, "inferred": declared is None, "missing": 0}
-        values = self.to_float(s, numbers, col) if kind == "numeric" else _text(s)
+        values = self.to_float(s, numbers, col) if kind == "numeric" else as_text(s)
         if not values.notna().any():
             raise self.fail(
                 f"column {_q(col)} is empty (all values missing); drop it with data.drop_columns"
@@ -253,7 +253,7 @@ def _numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     """``(float64 values, bad)``: bad marks non-missing text that does not parse as a number."""
     if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
         return s.astype("float64"), pd.Series(False, index=s.index)
-    text = _text(s)
+    text = as_text(s)
     head = text.iloc[:1000]
     if head.nunique() > len(head) // 2:  # mostly distinct: parse directly
         values = pd.to_numeric(text, errors="coerce").astype("float64")
@@ -264,8 +264,12 @@ def _numbers(s: pd.Series) -> tuple[pd.Series, pd.Series]:
     return values, text.notna() & values.isna()
 
 
-def _text(s: pd.Series) -> pd.Series:
-    """Non-missing values as stripped strings ("3" for 3.0, "True" for True); blanks -> missing."""
+def as_text(s: pd.Series) -> pd.Series:
+    """Non-missing values as stripped strings ("3" for 3.0, "True" for True); blanks -> missing.
+
+    The one spelling of categorical values and labels: cleaning and the fitted preprocessor
+    (training and serving) both use it, so 3, 3.0 and " 3" are the same category everywhere.
+    """
     if pd.api.types.is_float_dtype(s):
         text = _float_text(s.astype("float64"))
     elif pd.api.types.is_string_dtype(s) and s.dtype != object:

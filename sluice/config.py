@@ -88,7 +88,7 @@ class ResampleConfig:
 class TrainConfig:
     model: Literal["auto", "mlp", "cnn"] = "auto"
     hidden: list[int] = field(default_factory=lambda: [256, 128])
-    channels: list[int] = field(default_factory=lambda: [32, 64, 128])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     cnn_grid: int = 4
     dropout: float = 0.2
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
@@ -101,7 +101,7 @@ class TrainConfig:
     monitor: Literal["f1_macro", "loss"] = "f1_macro"
     sampler: Literal["natural", "balanced"] = "natural"
     augment_shift: int = 1
-    threads: int = 2
+    threads: int = 1
     checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
@@ -126,7 +126,7 @@ class FinetuneConfig:
     init_from: str = "models/base"
     data: Literal["train", "resampled"] = "train"
     sampler: Literal["natural", "balanced"] = "balanced"
-    freeze: list[str] = field(default_factory=lambda: ["features"])
+    freeze: list[str] = field(default_factory=lambda: ["features.0", "features.1"])
     reinit_head: bool = False
     lr: float = 0.0003
     epochs: int = 15

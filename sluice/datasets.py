@@ -77,6 +77,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
         )
     if frame.empty:
         raise SluiceError(f"{path} has a header but no data rows; add rows to the file")
+    _check_short_rows(path, len(frame.columns))
     log.info("read %s: %d rows x %d columns", path, len(frame), len(frame.columns))
     return frame
 
@@ -112,6 +113,23 @@ def _check_header(path: Path) -> None:
             f"{path}: column {_q(repeated[0])} appears {counts[repeated[0]]} times in the header; "
             "rename or remove the duplicate columns"
         )
+
+
+def _check_short_rows(path: Path, width: int) -> None:
+    """Refuse data rows with fewer fields than the header, which pandas pads with missing values.
+
+    A short row is usually a broken line (an unquoted line break, a lost delimiter), and padding
+    it would shift values into the wrong columns' meaning without a word.
+    """
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next((row for row in reader if row), None)  # the header
+        for row in reader:
+            if row and len(row) < width:
+                raise SluiceError(
+                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
+                    f"{width}; fix the row (an empty value still needs its comma)"
+                )
 
 
 def _parser_message(path: Path, exc: Exception) -> str:

@@ -5,13 +5,44 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
 class SluiceError(Exception):
     """A mistake the user can fix: the message says what, where, and what to do."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the stage happens to be so that every ``with`` block unwinds.
+
+    An MLflow run then ends as FAILED and temporary files are removed, as on Ctrl-C. It derives
+    from BaseException so that no ``except Exception`` swallows it.
+    """
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; then restored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def debugging() -> bool:
@@ -22,14 +53,16 @@ def debugging() -> bool:
 def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``main``; a SluiceError becomes ``error: <message>`` on stderr and exit code 1.
 
-    Any other exception is a bug and keeps its traceback. Ctrl-C exits with 130 quietly.
+    Any other exception is a bug and keeps its traceback. Ctrl-C exits with 130 and SIGTERM
+    with 143, quietly, after the stage's ``with`` blocks have cleaned up.
     """
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
         try:
-            return main(*args, **kwargs)
+            with _sigterm_raises():
+                return main(*args, **kwargs)
         except SluiceError as exc:
             if debugging():
                 raise
@@ -38,5 +71,8 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             raise SystemExit(130) from None
+        except Terminated:
+            print("terminated", file=sys.stderr)
+            raise SystemExit(EXIT_TERMINATED) from None
 
     return wrapper

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sluice.cleaning import as_text
 from sluice.errors import SluiceError
 
 
@@ -54,9 +55,7 @@ class Preprocessor:
             std = filled.std(ddof=0).to_numpy(dtype=np.float64)
             self.scales_ = np.where(std > 0, std, 1.0)
         self.categories_ = {
-            col: sorted(
-                map(str, df[col].dropna().astype(str).value_counts().index[: self.max_categories])
-            )
+            col: sorted(map(str, as_text(df[col]).value_counts().index[: self.max_categories]))
             for col in self.categorical
         }
         return self
@@ -72,10 +71,9 @@ class Preprocessor:
         num = np.where(np.isnan(num), self.medians_, num)
         parts = [((num - self.means_) / self.scales_).astype(np.float32)]
         for col, cats in self.categories_.items():
-            values = df[col].astype(object).where(df[col].notna(), None).map(
-                lambda v: None if v is None else str(v).strip()
-            )
-            codes = pd.Categorical(values, categories=cats).codes
+            # Raw input spells categories as cleaning did: 10001.0 (a float column with gaps),
+            # 10001 and " 10001" are all the training category "10001".
+            codes = pd.Categorical(as_text(df[col]), categories=cats).codes
             onehot = np.zeros((len(df), len(cats)), dtype=np.float32)
             rows = np.flatnonzero(codes >= 0)
             onehot[rows, codes[rows]] = 1.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import math
 from pathlib import Path
@@ -64,7 +65,7 @@ def publish(
     versions = {}
     for role, clf in models.items():
         m = results[role]["metrics"]
-        tags = {"sluice.role": role, **_lineage_tags(clf),
+        tags = {"sluice.role": role, **_lineage_tags(clf, params),
                 **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE}}
         versions[role] = register(logged[role], params.registry.model_name,
                                   clf.spec["lineage"]["run_id"], tags)
@@ -84,20 +85,40 @@ def log_reference(result: dict, classes: list[str], experiment_id: str, tags: di
         log_evaluation("reference", result, classes)
 
 
-def _lineage_tags(clf: Classifier) -> dict[str, str]:
+def _lineage_tags(clf: Classifier, params: Params) -> dict[str, str]:
+    """Where a version came from: commit, experiment, data hashes (as dvc.lock has them), params."""
+    from dataclasses import asdict
+
+    from sluice.tracking import run_tags
+
     lineage = clf.spec.get("lineage", {})
     tags = {f"sluice.lineage.{k}": str(v) for k, v in lineage.items()}
     tags["sluice.weights_sha256"] = clf.spec["weights_sha256"]
-    lock = Path("dvc.lock")
-    if lock.exists():
-        tags["sluice.lineage.dvc_lock_sha"] = _short_hash(lock.read_bytes())
+    run = run_tags("evaluate")
+    tags["sluice.lineage.git_commit"] = run["mlflow.source.git.commit"]
+    if "dvc.exp_name" in run:
+        tags["sluice.lineage.dvc_exp_name"] = run["dvc.exp_name"]
+    tags.update({f"sluice.lineage.dvc_md5.{k}": v for k, v in _dvc_lock_outs().items()})
+    sections = ("seed", "data", "resample", "train", "finetune")
+    tags["sluice.params"] = json.dumps({k: asdict(params)[k] for k in sections})[:4900]
     return tags
 
 
-def _short_hash(data: bytes) -> str:
-    import hashlib
+def _dvc_lock_outs() -> dict[str, str]:
+    """MD5 of the data files the models were trained on, as recorded in dvc.lock."""
+    import yaml
 
-    return hashlib.sha256(data).hexdigest()[:16]
+    lock = Path("dvc.lock")
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    wanted = {str(p) for p in (paths.RESAMPLED, paths.SPLITS["train"], paths.SPLITS["val"])}
+    return {
+        Path(out["path"]).stem: out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if out.get("path") in wanted and "md5" in out
+    }
 
 
 def summary(results: dict[str, dict], versions: dict[str, str]) -> str:

@@ -31,7 +31,8 @@ def resample(
     when there are categorical features.
 
     Returns:
-        (resampled frame, info) where info holds class counts before/after and sampler details.
+        (resampled frame, info) where info holds class counts before/after and, for synthetic
+        methods, ``k_neighbors`` and ``sampler`` (e.g. SMOTENC when features are categorical).
     """
     before = _counts(train[target])
     info: dict = {"method": method, "rows_before": len(train), "counts_before": before}
@@ -40,20 +41,33 @@ def resample(
     elif method in ("random_over", "random_under"):
         out = _resample_rows(train, target, method, seed)
     else:
-        k = min(k_neighbors, min(before.values()) - 1)
-        if k < 1:
-            raise SluiceError(
-                f"resample.method {method} needs at least 2 training rows per class; "
-                f"the smallest class has {min(before.values())}; use random_over instead"
-            )
-        if k != k_neighbors:
-            log.warning("resample: k_neighbors lowered from %d to %d (smallest class has %d rows)",
-                        k_neighbors, k, min(before.values()))
+        k = _neighbours(before, method, k_neighbors)
         info["k_neighbors"] = k
-        out = _resample_synthetic(train, target, feature_types, method, k, seed)
+        out, info["sampler"] = _resample_synthetic(train, target, feature_types, method, k, seed)
     info["rows_after"] = len(out)
     info["counts_after"] = _counts(out[target])
     return out.reset_index(drop=True), info
+
+
+def _neighbours(counts: dict[str, int], method: str, k_neighbors: int) -> int:
+    """SMOTE's k, lowered to (smallest class - 1) with a warning; refused below one neighbour."""
+    label, smallest = min(counts.items(), key=lambda kv: (kv[1], kv[0]))
+    k = min(k_neighbors, smallest - 1)
+    if k < 1:
+        raise SluiceError(
+            f"resample.method {method} needs at least 2 training rows per class, but class "
+            f"'{label}' has {smallest} in the training split; use resample.method random_over, "
+            "add rows of that class, or raise clean.min_class_rows with clean.rare_classes: drop"
+        )
+    if k != k_neighbors:
+        log.warning(
+            "resample: k_neighbors lowered from %d to %d (class '%s' has %d training rows)",
+            k_neighbors,
+            k,
+            label,
+            smallest,
+        )
+    return k
 
 
 def class_weights(labels: pd.Series, classes: list[str]) -> list[float]:
@@ -76,7 +90,8 @@ def _resample_rows(train: pd.DataFrame, target: str, method: str, seed: int) -> 
 
 def _resample_synthetic(
     train: pd.DataFrame, target: str, feature_types: dict[str, str], method: str, k: int, seed: int
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, str]:
+    """Synthetic rows from the training split; returns them and the sampler's class name."""
     features = [c for c in train.columns if c != target]
     categorical = [c for c in features if feature_types.get(c) == "categorical"]
     X = _fill_gaps(train[features], categorical)
@@ -86,7 +101,7 @@ def _resample_synthetic(
     for col in features:
         out[col] = out[col].astype(X[col].dtype)
     out[target] = y_new
-    return out
+    return out, type(sampler).__name__
 
 
 def _make_sampler(method: str, k: int, seed: int, features: list[str], categorical: list[str]):

@@ -19,7 +19,7 @@ from sluice.config import Params, TrainConfig
 from sluice.io import file_md5, write_table
 from sluice.nets import count_parameters
 from sluice.preprocess import Preprocessor, encode_labels
-from sluice.training import FitSettings, fit
+from sluice.training import FitResult, FitSettings, fit
 
 log = logging.getLogger(__name__)
 
@@ -47,43 +47,94 @@ def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, *
 
 
 def run_training(job: TrainingJob, params: Params) -> None:
-    """Train ``job.net`` in one MLflow run, then write its bundle and per-epoch history."""
+    """Train ``job.net`` in one MLflow run, then write its bundle and per-epoch history.
+
+    The store is checked first, so an unreachable tracking server fails before any work. A run
+    that does not complete (an error, Ctrl-C, SIGTERM) ends as FAILED; one left RUNNING by a
+    killed process is marked FAILED here. Training resumes from this job's last checkpoint.
+    """
     import mlflow
 
     from sluice.tracking import connect, fail_stale_runs, run_tags
 
-    torch.set_num_threads(params.train.threads)
-    pre = Preprocessor.from_dict(job.spec["preprocessor"])
-    classes = job.spec["classes"]
-    train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
-    data = (
-        pre.transform(train_df, str(job.train_path)),
-        encode_labels(train_df[job.target], classes, str(job.train_path)),
-        pre.transform(val_df, str(job.val_path)),
-        encode_labels(val_df[job.target], classes, str(job.val_path)),
-    )
     experiment_id = connect(params.registry.experiment)
     fail_stale_runs(experiment_id, job.role)
+    torch.set_num_threads(params.train.threads)
+    train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
+    data = _arrays(job, train_df, val_df)
+    checkpoint = _checkpoint_path(job, params)
     tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
         mlflow.log_params(_flatten(job.run_params))
         _log_dataset(job.train_path, train_df, job.target, "training")
         _log_dataset(job.val_path, val_df, job.target, "validation")
         mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
-        started = time.perf_counter()
-        with _EpochLogger(job.role, job.settings.epochs) as on_epoch:
-            result = fit(job.net, data, len(classes), job.settings, on_epoch,
-                         _checkpoint_path(job, params))
-        job.net.load_state_dict(result.state_dict)
-        mlflow.log_metrics({"best_epoch": result.best_epoch,
-                            "train_seconds": time.perf_counter() - started})
-        history = pd.DataFrame(result.history)
-        write_table(paths.TRAIN_HISTORY[job.role], history)
-        lineage = {"run_id": run.info.run_id, "train_data_md5": file_md5(job.train_path)}
-        save_bundle(paths.MODELS[job.role], job.net,
-                    {**job.spec, "role": job.role, "best_epoch": result.best_epoch,
-                     "lineage": {**job.spec.get("lineage", {}), **lineage}})
-    _checkpoint_path(job, params).unlink(missing_ok=True)
+        result = _fit_logged(job, data, checkpoint)
+        _write_outputs(job, result, run.info.run_id)
+    checkpoint.unlink(missing_ok=True)
+
+
+def _arrays(job: TrainingJob, train_df: pd.DataFrame, val_df: pd.DataFrame) -> tuple:
+    """(X_train, y_train, X_val, y_val) through the job's fitted preprocessor."""
+    pre = Preprocessor.from_dict(job.spec["preprocessor"])
+    classes = job.spec["classes"]
+    return (
+        pre.transform(train_df, str(job.train_path)),
+        encode_labels(train_df[job.target], classes, str(job.train_path)),
+        pre.transform(val_df, str(job.val_path)),
+        encode_labels(val_df[job.target], classes, str(job.val_path)),
+    )
+
+
+def _fit_logged(job: TrainingJob, data: tuple, checkpoint: Path) -> FitResult:
+    """Fit with per-epoch logging; a resumed fit also logs the epochs its checkpoint restored."""
+    import mlflow
+
+    started = time.perf_counter()
+    with _EpochLogger(job.role, job.settings.epochs) as on_epoch:
+        result = fit(job.net, data, len(job.spec["classes"]), job.settings, on_epoch, checkpoint)
+    if result.resumed_from:
+        _log_restored_epochs(result.history[: result.resumed_from])
+        mlflow.set_tag("sluice.resumed_from_epoch", str(result.resumed_from))
+    mlflow.log_metrics(
+        {"best_epoch": result.best_epoch, "train_seconds": time.perf_counter() - started}
+    )
+    return result
+
+
+def _log_restored_epochs(records: list[dict[str, float]]) -> None:
+    """Per-epoch metrics of epochs trained before a resume, so the run's curves are complete."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(k, float(v), now, int(r["epoch"]))
+        for r in records
+        for k, v in r.items()
+        if k != "epoch"
+    ]
+    run_id = mlflow.active_run().info.run_id
+    client = mlflow.MlflowClient()
+    for i in range(0, len(metrics), 1000):  # MLflow's limit per batch
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def _write_outputs(job: TrainingJob, result: FitResult, run_id: str) -> None:
+    """The bundle (best weights, spec, lineage), then the per-epoch history; both atomic."""
+    job.net.load_state_dict(result.state_dict)
+    lineage = {"run_id": run_id, "train_data_md5": file_md5(job.train_path)}
+    save_bundle(
+        paths.MODELS[job.role],
+        job.net,
+        {
+            **job.spec,
+            "role": job.role,
+            "best_epoch": result.best_epoch,
+            "lineage": {**job.spec.get("lineage", {}), **lineage},
+        },
+    )
+    write_table(paths.TRAIN_HISTORY[job.role], pd.DataFrame(result.history))
 
 
 class _EpochLogger:
@@ -123,9 +174,16 @@ def _log_dataset(path: Path, df: pd.DataFrame, target: str, context: str) -> Non
 def _checkpoint_path(job: TrainingJob, params: Params) -> Path:
     """Checkpoints are keyed by everything that shapes training, so a stale one is never used."""
     key = json.dumps(
-        [asdict(job.settings), job.spec["arch"], job.spec["args"], job.run_params,
-         file_md5(job.train_path), file_md5(job.val_path)],
-        sort_keys=True, default=str,
+        [
+            asdict(job.settings),
+            job.spec["arch"],
+            job.spec["args"],
+            job.run_params,
+            file_md5(job.train_path),
+            file_md5(job.val_path),
+        ],
+        sort_keys=True,
+        default=str,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return paths.CHECKPOINTS / f"{job.role}-{digest}.pt"

@@ -17,30 +17,71 @@ def stratified_split(
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Split rows into train / val / test, stratified on ``target``.
 
-    Rows are expected to be unique on their features (the clean stage guarantees it), so no
-    identical row can land in two splits.
+    Rows with identical features (kept when ``clean.duplicates: keep``) form one group that goes
+    to a single split, so no feature row is shared between splits. Every class of val and test
+    must also be in train, or the model could never learn it.
 
     Returns:
         (train, val, test) frames with fresh indexes.
     """
     from sklearn.model_selection import train_test_split
 
-    counts = df[target].value_counts()
-    too_small = counts[counts < 3]
-    if len(too_small):
-        label, n = too_small.index[0], int(too_small.iloc[0])
-        raise SluiceError(
-            f"class '{label}' has {n} row(s); a train/val/test split needs at least 3 per class "
-            "(set clean.min_class_rows higher and clean.rare_classes: drop)"
-        )
+    groups = feature_groups(df.drop(columns=[target]))
+    distinct = df[~groups.duplicated().to_numpy()]  # one row per group
+    _check_class_sizes(distinct[target], has_duplicates=len(distinct) < len(df))
     rest, test = train_test_split(
-        df, test_size=test_size, stratify=df[target], random_state=seed
+        distinct, test_size=test_size, stratify=distinct[target], random_state=seed
     )
     val_share = val_size / (1.0 - test_size)
     train, val = train_test_split(
         rest, test_size=val_share, stratify=rest[target], random_state=seed
     )
-    return tuple(part.reset_index(drop=True) for part in (train, val, test))  # type: ignore[return-value]
+    parts = tuple(_with_group_members(df, groups, part.index) for part in (train, val, test))
+    _check_train_has_every_class(*parts, target=target)
+    return parts  # type: ignore[return-value]
+
+
+def feature_groups(features: pd.DataFrame) -> pd.Series:
+    """A group id per row; rows with identical feature values (NaN equal to NaN) share one."""
+    hashes = pd.util.hash_pandas_object(features, index=False).to_numpy()
+    codes, _ = pd.factorize(hashes)
+    return pd.Series(codes, index=features.index)
+
+
+def _with_group_members(df: pd.DataFrame, groups: pd.Series, picked: pd.Index) -> pd.DataFrame:
+    """The rows of every group whose representative is in ``picked``, in ``picked`` order."""
+    rank = pd.Series(np.arange(len(picked)), index=groups.loc[picked].to_numpy())
+    order = groups.map(rank)  # NaN for groups of other splits
+    members = order.dropna().sort_values(kind="stable").index
+    return df.loc[members].reset_index(drop=True)
+
+
+def _check_class_sizes(labels: pd.Series, has_duplicates: bool) -> None:
+    """Each class needs a row for train, val and test."""
+    counts = labels.value_counts()
+    too_small = counts[counts < 3]
+    if len(too_small):
+        label, n = too_small.index[0], int(too_small.iloc[0])
+        distinct = " with distinct features" if has_duplicates else ""
+        raise SluiceError(
+            f"class '{label}' has {n} row(s){distinct}; a train/val/test split needs at least 3 "
+            "per class (set clean.min_class_rows higher and clean.rare_classes: drop)"
+        )
+
+
+def _check_train_has_every_class(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, target: str
+) -> None:
+    """Refuse a split whose val or test holds a class that train never shows the model."""
+    unseen = sorted(set(val[target]).union(test[target]) - set(train[target]))
+    if unseen:
+        label = unseen[0]
+        n_val, n_test = int((val[target] == label).sum()), int((test[target] == label).sum())
+        raise SluiceError(
+            f"class '{label}' has no rows in the training split (val {n_val}, test {n_test}); "
+            "lower split.val_size and split.test_size, add rows of that class, or raise "
+            "clean.min_class_rows and set clean.rare_classes: drop"
+        )
 
 
 def long_tail_counts(classes: list[str], n_max: int, imbalance_factor: float) -> dict[str, int]:
@@ -70,8 +111,12 @@ def cut_long_tail(
         rows = np.flatnonzero(train[target].to_numpy() == label)
         keep.append(rng.choice(rows, size=min(n, len(rows)), replace=False))
     kept = np.sort(np.concatenate(keep))
-    log.info("long-tail cut (imbalance %g): %d -> %d training rows", imbalance_factor,
-             len(train), len(kept))
+    log.info(
+        "long-tail cut (imbalance %g): %d -> %d training rows",
+        imbalance_factor,
+        len(train),
+        len(kept),
+    )
     return train.iloc[kept].reset_index(drop=True)
 
 

@@ -79,8 +79,11 @@ def _merge(base: dict, extra: dict) -> None:
             base[key] = value
 
 
-def make_project(dest: Path, params: dict | None = None) -> Project:
-    """Copy the project's pipeline files into ``dest``, commit them, and apply ``params``."""
+def make_project(dest: Path, params: dict | None = None, fast: bool = True) -> Project:
+    """Copy the project's pipeline files into ``dest``, commit them, and apply ``params``.
+
+    ``fast`` applies FAST_PARAMS first (tests); benchmarks keep the project's own params.
+    """
     dest.mkdir(parents=True, exist_ok=True)
     for name in PROJECT_FILES:
         shutil.copy2(ROOT / name, dest / name)
@@ -93,7 +96,8 @@ def make_project(dest: Path, params: dict | None = None) -> Project:
                MPLBACKEND="Agg", GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t",
                GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@t", PYTHONHASHSEED="0")
     project = Project(dest, env)
-    project.set_params(FAST_PARAMS)
+    if fast:
+        project.set_params(FAST_PARAMS)
     if params:
         project.set_params(params)
     project.run("git", "init", "-q", "-b", "main")

@@ -1,0 +1,75 @@
+"""Test-split quality over seeds, the way the floors are defined: `dvc exp run -S seed=N`.
+
+For each seed, runs the real pipeline as a DVC experiment in a temporary copy of the project
+(default params unless --dataset says otherwise) and reads reports/metrics.json. Reports each
+model's mean and standard deviation, and the model the pipeline itself marks `challenger` (the
+better sluice model by ROC AUC, ties by macro F1). Writes benchmarks/results/quality-<data>.json.
+
+    python benchmarks/quality.py [--dataset digits-lt] [--seeds 0 1 2 3 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
+
+from conftest import make_project  # noqa: E402
+
+from sluice.evaluation import pick_challenger  # noqa: E402
+
+METRICS = ("f1_macro", "roc_auc", "balanced_accuracy", "accuracy")
+
+
+def run_seeds(dataset: str, seeds: list[int]) -> list[dict]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        project = make_project(Path(tmp) / "proj", fast=False)
+        for seed in seeds:
+            project.run("dvc", "exp", "run", "-S", f"seed={seed}", "-S", f"data.name={dataset}")
+            metrics = project.read_json("reports/metrics.json")
+            sluice_models = {r: metrics[r] for r in ("base", "finetuned")}
+            best = pick_challenger(sluice_models, "roc_auc")
+            rows.append({"seed": seed, "challenger": best, **{
+                role: {k: metrics[role][k] for k in METRICS} for role in metrics}})
+            print(f"seed {seed}: " + ", ".join(
+                f"{role} f1 {metrics[role]['f1_macro']:.4f} auc {metrics[role]['roc_auc']:.5f}"
+                for role in metrics) + f" -> challenger {best}", flush=True)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for role in ("base", "finetuned", "reference", "challenger"):
+        picked = [r[r["challenger"]] if role == "challenger" else r.get(role) for r in rows]
+        if any(p is None for p in picked):
+            continue
+        out[role] = {k: {"mean": statistics.mean(p[k] for p in picked),
+                         "std": statistics.pstdev(p[k] for p in picked)} for k in METRICS}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits-lt")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    args = parser.parse_args()
+    rows = run_seeds(args.dataset, args.seeds)
+    summary = summarise(rows)
+    for role, m in summary.items():
+        print(f"{role:>10}: " + ", ".join(
+            f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in m.items()))
+    out = ROOT / "benchmarks" / "results" / f"quality-{args.dataset}.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"seeds": rows, "summary": summary}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,141 @@
+"""Faults during the real pipeline: Ctrl-C, kill -9 and SIGTERM in the middle of training, and a
+tracking server that is down. Each starts from a copy of a project whose clean, split and
+resample stages are done, with training long enough (hundreds of quick epochs) to be hit.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+
+import pytest
+import torch
+
+from .conftest import (
+    checkpoints,
+    copy_project,
+    error_line,
+    model_versions,
+    runs_by_status,
+    start,
+    temp_leftovers,
+    wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+LONG_TRAIN = {"train": {"epochs": 300, "patience": 300, "checkpoint_every": 5}}
+
+
+def _long_training(prepared, dest):
+    project = copy_project(prepared, dest)
+    project.set_params(LONG_TRAIN)
+    return project
+
+
+def _weights(project, role: str = "base") -> dict[str, torch.Tensor]:
+    return torch.load(project.path / f"models/{role}/model.pt", weights_only=True)
+
+
+def _interrupt_after_checkpoint(project, sig: int, *args: str):
+    """Start ``args`` (default `dvc repro`), send ``sig`` to its process group once training has
+    saved a checkpoint, and return (exit code, stderr)."""
+    proc = start(project, *(args or ("dvc", "repro")))
+    wait_for(lambda: bool(checkpoints(project)), proc)
+    os.killpg(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
+    return proc.returncode, err
+
+
+def test_ctrl_c_in_train_fails_the_run_and_the_next_repro_resumes(prepared, tmp_path):
+    project = _long_training(prepared, tmp_path / "interrupted")
+    reference = _long_training(prepared, tmp_path / "reference")
+    uninterrupted = start(reference, "dvc", "repro", "train")
+
+    code, err = _interrupt_after_checkpoint(project, signal.SIGINT)
+    assert code != 0 and "interrupted" in err
+    assert not (project.path / "models/base").exists()
+    assert runs_by_status(project) == {"FAILED": ["base"]}
+    assert not model_versions(project)
+    assert len(checkpoints(project)) == 1 and not temp_leftovers(project)
+
+    resumed = project.run("dvc", "repro", "train")  # no manual cleanup of DVC or MLflow state
+    assert "resuming from checkpoint at epoch" in resumed.stderr
+    assert not checkpoints(project) and not temp_leftovers(project)
+    statuses = runs_by_status(project)
+    assert statuses == {"FAILED": ["base"], "FINISHED": ["base"]}
+
+    _, ref_err = uninterrupted.communicate(timeout=300)
+    assert uninterrupted.returncode == 0, ref_err[-3000:]
+    ours, theirs = _weights(project), _weights(reference)
+    assert all(torch.equal(ours[k], theirs[k]) for k in theirs)  # resuming changes nothing
+    history = (project.path / "reports/train/base.csv").read_text()
+    assert history == (reference.path / "reports/train/base.csv").read_text()
+    finished = [
+        r
+        for r in project.mlflow_client().search_runs(
+            [project.mlflow_client().get_experiment_by_name("sluice").experiment_id],
+            "attributes.status = 'FINISHED'",
+        )
+    ][0]
+    assert (
+        len(project.mlflow_client().get_metric_history(finished.info.run_id, "val_f1_macro"))
+        == LONG_TRAIN["train"]["epochs"]
+    )
+
+
+def test_kill_9_in_train_then_plain_repro_completes(prepared, tmp_path):
+    project = _long_training(prepared, tmp_path / "killed")
+    code, _ = _interrupt_after_checkpoint(project, signal.SIGKILL)
+    assert code == -signal.SIGKILL
+    assert runs_by_status(project) == {"RUNNING": ["base"]}  # what a kill leaves behind
+    # A torn checkpoint (a write cut short) must be ignored, never loaded.
+    (ckpt,) = checkpoints(project)
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+
+    done = project.run("dvc", "repro")  # no removal of .dvc/tmp locks or runs by hand
+    assert "ignoring unreadable checkpoint" in done.stderr
+    assert "resuming" not in done.stderr
+    statuses = runs_by_status(project)
+    assert sorted(statuses.get("FAILED", [])) == ["base"]  # the killed run, marked as such
+    assert sorted(statuses["FINISHED"]) == ["base", "finetuned", "reference"]
+    assert "RUNNING" not in statuses
+    assert len(model_versions(project)) == 2
+    assert not checkpoints(project) and not temp_leftovers(project)
+    assert project.run("dvc", "status").stdout.strip() in ("", "Data and pipelines are up to date.")
+
+
+def test_sigterm_in_train_ends_the_run_as_failed(prepared, tmp_path):
+    project = _long_training(prepared, tmp_path / "terminated")
+    proc = start(project, "python", "-m", "stages.train")
+    wait_for(lambda: bool(checkpoints(project)), proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
+    assert runs_by_status(project) == {"FAILED": ["base"]}
+    assert not (project.path / "models/base").exists() and not temp_leftovers(project)
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_tracking_server_down_fails_fast_before_training(prepared, tmp_path):
+    project = copy_project(prepared, tmp_path / "proj")
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    project.env["MLFLOW_TRACKING_URI"] = uri
+    started = time.monotonic()
+    proc = project.run("dvc", "repro", check=False)
+    elapsed = time.monotonic() - started
+    assert proc.returncode != 0 and "failed to reproduce 'train'" in proc.stderr
+    line = error_line(proc)
+    assert f"MLflow tracking server {uri} is not reachable" in line
+    assert "unset MLFLOW_TRACKING_URI" in line
+    assert "train base" not in proc.stderr  # no epoch started
+    assert not checkpoints(project) and not (project.path / "models/base").exists()
+    assert not (project.path / "mlflow.db").exists()
+    assert elapsed < 60
