@@ -105,3 +105,21 @@ def test_changed_param_reruns_only_downstream_stages(pipeline):
     assert "Running stage 'evaluate'" in out
     for stage in ("clean", "split", "resample", "train", "finetune"):
         assert f"Running stage '{stage}'" not in out
+
+
+def test_promoted_champion_can_be_fine_tuned_from_the_registry(pipeline):
+    project, _ = pipeline
+    promoted = project.run("sluice", "promote")
+    assert "champion" in promoted.stdout
+    client = project.mlflow_client()
+    name = project.read_json("reports/registered.json")["model_name"]
+    champion = client.get_model_version_by_alias(name, "champion")
+    project.set_params({"finetune": {"init_from": f"models:/{name}@champion"}})
+    out = project.run("dvc", "repro").stdout
+    assert "Running stage 'finetune'" in out and "Running stage 'train'" not in out
+    new_version = project.read_json("reports/registered.json")["versions"]["finetuned"]
+    tags = client.get_model_version(name, new_version).tags
+    assert tags["sluice.lineage.parent_version"] == str(champion.version)
+    assert tags["sluice.lineage.init_from"] == f"models:/{name}@champion"
+    assert tags["sluice.lineage.git_commit"]
+    assert "dvc_md5.train" in " ".join(tags)
