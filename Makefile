@@ -27,7 +27,7 @@ test: $(STAMP)
 
 ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
-		--default-artifact-root "$(CURDIR)/mlartifacts" --port $${PORT:-5000}
+		--default-artifact-root "$(CURDIR)/mlartifacts" --port $${PORT:-5000} --workers 1
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py

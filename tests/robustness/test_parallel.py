@@ -1,0 +1,66 @@
+"""Queued experiments run two at a time (`dvc queue start -j 2`), each in its own temporary copy
+under .dvc/tmp/exps, and all land in the one MLflow store at the repository root."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from conftest import make_project
+
+pytestmark = pytest.mark.slow
+
+SEEDS = (1, 2, 3, 4)
+# The smallest settings that still run every stage, on the built-in breast-cancer data.
+TINY = {
+    "data": {"name": "breast-cancer"},
+    "train": {"epochs": 2, "patience": 2},
+    "finetune": {"epochs": 1, "patience": 1},
+    "evaluate": {"bootstrap": 0, "reference": "none"},
+}
+
+
+def _queue_states(project) -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    states = {}
+    for line in project.run("dvc", "queue", "status").stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            states[parts[1]] = parts[-1]
+    return states
+
+
+def _wait_for_queue(project, timeout: float = 480) -> dict[str, str]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = _queue_states(project)
+        if states and not {"Queued", "Running"} & set(states.values()):
+            return states
+        time.sleep(5)
+    project.run("dvc", "queue", "stop", "--kill", check=False)
+    pytest.fail(f"queue not done after {timeout} s: {_queue_states(project)}")
+
+
+def test_queued_experiments_run_in_parallel_into_the_root_store(tmp_path):
+    project = make_project(tmp_path / "proj", TINY)
+    for seed in SEEDS:
+        project.run("dvc", "exp", "run", "--queue", "-S", f"seed={seed}")
+    project.run("dvc", "queue", "start", "-j", "2")
+    states = _wait_for_queue(project)
+    logs = {name: project.run("dvc", "queue", "logs", name, check=False).stdout for name in states}
+    assert list(states.values()) == ["Success"] * len(SEEDS), logs
+    assert not [name for name, log in logs.items() if "database is locked" in log]
+
+    client = project.mlflow_client()  # the store at the project root, nowhere else
+    experiment = client.get_experiment_by_name("sluice")
+    runs = client.search_runs([experiment.experiment_id])
+    assert {r.info.status for r in runs} == {"FINISHED"}
+    by_exp = {}
+    for run in runs:
+        by_exp.setdefault(run.data.tags["dvc.exp_name"], set()).add(run.data.tags["sluice.role"])
+    assert by_exp == {name: {"base", "finetuned"} for name in states}
+    seeds = sorted(int(r.data.params["seed"]) for r in runs if r.info.run_name == "base")
+    assert seeds == list(SEEDS)
+    assert len(client.search_model_versions("name = 'sluice-classifier'")) == 2 * len(SEEDS)
+    assert experiment.artifact_location == (project.path / "mlartifacts").as_uri()
+    assert not list((project.path / ".dvc" / "tmp").rglob("mlflow.db"))
