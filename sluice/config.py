@@ -87,10 +87,10 @@ class ResampleConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     model: Literal["auto", "mlp", "cnn"] = "auto"
-    hidden: list[int] = field(default_factory=lambda: [256, 128])
+    hidden: list[int] = field(default_factory=lambda: [64, 32])
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
     cnn_grid: int = 4
-    dropout: float = 0.2
+    dropout: float = 0.3
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
     lr: float = 0.003
     weight_decay: float = 0.0005
@@ -98,7 +98,7 @@ class TrainConfig:
     epochs: int = 40
     batch_size: int = 64
     patience: int = 10
-    monitor: Literal["f1_macro", "loss"] = "f1_macro"
+    monitor: Literal["loss", "f1_macro"] = "loss"
     sampler: Literal["natural", "balanced"] = "natural"
     augment_shift: int = 1
     threads: int = 1
