@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -62,7 +63,9 @@ class SplitConfig:
         _check_range("split.val_size", self.val_size, 0.01, 0.9)
         _check_range("split.test_size", self.test_size, 0.01, 0.9)
         if self.val_size + self.test_size >= 0.95:
-            _bad("split.val_size", self.val_size, "val_size + test_size must leave rows to train on")
+            _bad(
+                "split.val_size", self.val_size, "val_size + test_size must leave rows to train on"
+            )
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,29 @@ class FinetuneConfig:
         _check_range("finetune.lr", self.lr, 1e-8, 10.0)
         _check_range("finetune.epochs", self.epochs, 1, 100_000)
         _check_range("finetune.patience", self.patience, 1, 100_000)
+        for name in self.freeze:
+            if name.split(".")[0] not in NET_MODULES:
+                _bad("finetune.freeze", name, "name modules under features or head, e.g. features")
+        _check_init_from(self.init_from)
+
+
+NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
+_REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
+
+
+def _check_init_from(init_from: str) -> None:
+    """A registry URI (models:/name@alias or models:/name/3), models/base, or a bundle folder."""
+    if init_from.startswith("models:/"):
+        if not _REGISTRY_URI.fullmatch(init_from):
+            _bad(
+                "finetune.init_from", init_from, "use models:/<name>@<alias> or models:/<name>/<n>"
+            )
+    elif init_from != "models/base" and not Path(init_from).is_dir():
+        _bad(
+            "finetune.init_from",
+            init_from,
+            "no such model folder; use models/base, a bundle folder or models:/<name>@<alias>",
+        )
 
 
 @dataclass(frozen=True)
@@ -156,6 +182,8 @@ class RegistryConfig:
     def __post_init__(self) -> None:
         if not self.model_name.strip():
             _bad("registry.model_name", self.model_name, "give a non-empty name")
+        if not self.experiment.strip():
+            _bad("registry.experiment", self.experiment, "give a non-empty name")
 
 
 @dataclass(frozen=True)
@@ -174,6 +202,10 @@ class PromoteConfig:
                 _bad("promote", key, f"use one of {', '.join(GATE_METRICS)}")
         _check_range("promote.min_delta", self.min_delta, 0.0, 1.0)
         _check_range("promote.bootstrap", self.bootstrap, 100, 100_000)
+        for key, value in self.guards.items():
+            _check_range(f"promote.guards.{key}", value, 0.0, 1.0)
+        for key, value in self.floors.items():
+            _check_range(f"promote.floors.{key}", value, 0.0, 1.0)
 
 
 GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
@@ -191,6 +223,9 @@ class Params:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     registry: RegistryConfig = field(default_factory=RegistryConfig)
     promote: PromoteConfig = field(default_factory=PromoteConfig)
+
+    def __post_init__(self) -> None:
+        _check_range("seed", self.seed, 0, 2**32 - 1)  # what numpy and scikit-learn accept
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -218,7 +253,9 @@ def parse_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
     unknown = sorted(set(raw) - names)
     if unknown:
         key = f"{prefix}{unknown[0]}"
-        raise SluiceError(f"params.yaml: unknown key '{key}'; known keys: {', '.join(sorted(names))}")
+        raise SluiceError(
+            f"params.yaml: unknown key '{key}'; known keys: {', '.join(sorted(names))}"
+        )
     values = {}
     for name, value in raw.items():
         key = f"{prefix}{name}"

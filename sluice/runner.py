@@ -63,6 +63,7 @@ def run_training(job: TrainingJob, params: Params) -> None:
     train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
     data = _arrays(job, train_df, val_df)
     checkpoint = _checkpoint_path(job, params)
+    _remove_torn_checkpoint_writes(checkpoint)
     tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
         mlflow.log_params(_flatten(job.run_params))
@@ -187,6 +188,17 @@ def _checkpoint_path(job: TrainingJob, params: Params) -> Path:
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return paths.CHECKPOINTS / f"{job.role}-{digest}.pt"
+
+
+def _remove_torn_checkpoint_writes(checkpoint: Path) -> None:
+    """Delete temporaries of checkpoint writes that a kill cut short.
+
+    Checkpoints are written to ``.<name>.<pid>.tmp`` and renamed (sluice.training), so a torn
+    write never replaces a checkpoint, but its temporary would otherwise stay forever.
+    """
+    for tmp in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", tmp)
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -81,8 +81,9 @@ def _open_sqlite_store(uri: str) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with _file_lock(path.with_name(f"{path.name}-lock")):
-        client = mlflow.MlflowClient()  # builds (and caches) the tracking store
-        client.search_registered_models(max_results=1)  # and the registry store
+        # Building the tracking store migrates the whole schema, registry tables included;
+        # the registry store, built later, then finds every table in place.
+        mlflow.MlflowClient()
 
 
 @contextmanager
@@ -130,11 +131,13 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
 
 
 def run_tags(stage: str) -> dict[str, str]:
-    """Lineage tags every run carries: git commit, DVC experiment, stage, host and pid."""
+    """Lineage tags every run carries: git commit, DVC experiment, stage, and the host, pid and
+    working directory of the process (a queued experiment's temporary copy, or the project)."""
     tags = {
         "sluice.stage": stage,
         "sluice.host": socket.gethostname(),
         "sluice.pid": str(os.getpid()),
+        "sluice.workdir": os.getcwd(),
         "mlflow.source.git.commit": git_commit(),
     }
     if os.environ.get("DVC_EXP_NAME"):
@@ -167,10 +170,27 @@ def fail_stale_runs(experiment_id: str, stage: str) -> None:
         f"and tags.`sluice.host` = '{host}'",
     )
     for run in runs:
-        pid = int(run.data.tags.get("sluice.pid", "0") or 0)
-        if pid and not _alive(pid):
+        if _is_stale(run.data.tags):
             client.set_terminated(run.info.run_id, status="FAILED")
-            log.info("marked run %s of killed process %d as FAILED", run.info.run_id, pid)
+            log.info(
+                "marked run %s of killed process %s as FAILED",
+                run.info.run_id,
+                run.data.tags["sluice.pid"],
+            )
+
+
+def _is_stale(tags: dict[str, str]) -> bool:
+    """The run's process is gone, and no other copy of the project may hold the run open.
+
+    The evaluate stage re-opens training runs (status RUNNING again) to log test metrics, so a
+    parallel queued experiment's run whose training process has ended may be RUNNING and alive:
+    only runs from this working directory, or from a copy that no longer exists, are stale.
+    """
+    pid = int(tags.get("sluice.pid", "0") or 0)
+    if not pid or _alive(pid):
+        return False
+    workdir = tags.get("sluice.workdir")
+    return workdir is None or workdir == os.getcwd() or not Path(workdir).exists()
 
 
 def _alive(pid: int) -> bool:

@@ -22,8 +22,21 @@ def main() -> None:
     report["target"] = target
     write_table(paths.CLEAN, cleaned)
     write_json(paths.CLEAN_REPORT, report)
-    log.info("clean: %d -> %d rows, dropped %s", report["rows_in"], report["rows_out"],
-             {k: v for k, v in report["dropped"].items() if v} or "nothing")
+    log.info(
+        "clean: %d -> %d rows, dropped %s",
+        report["rows_in"],
+        report["rows_out"],
+        {k: v for k, v in report["dropped"].items() if v} or "nothing",
+    )
+    log.info("clean: column types (see reports/clean.json): %s", describe_types(report))
+
+
+def describe_types(report: dict) -> str:
+    """``age numeric (inferred), zip categorical (declared)``: what the user should check."""
+    return ", ".join(
+        f"{col} {info['type']} ({'inferred' if info['inferred'] else 'declared'})"
+        for col, info in report["columns"].items()
+    )
 
 
 if __name__ == "__main__":

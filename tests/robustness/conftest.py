@@ -39,8 +39,9 @@ def messy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """A raw table the way users have them (``n`` rows plus 5 % exact duplicates).
 
     Numeric columns with gaps, text categories with gaps and stray spaces, an integer-coded
-    category (``zip``), a boolean, an id to drop, and a three-class label spelt inconsistently
-    (" yes", "Yes ", "NO") whose smallest class is about 6 % of the rows.
+    category with gaps (``zip``: pandas reads it back as floats), a boolean, an id to drop, and
+    a three-class label spelt inconsistently (" yes", "Yes ", "NO") whose smallest class is
+    about 6 % of the rows.
     """
     rng = np.random.default_rng(seed)
     label = rng.choice(["no", "yes", "maybe"], size=n, p=[0.74, 0.2, 0.06])

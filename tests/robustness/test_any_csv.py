@@ -77,9 +77,10 @@ def test_model_bundle_scores_raw_csv_rows_as_it_scores_cleaned_ones(messy_pipeli
 def test_registered_model_accepts_raw_csv_columns(messy_pipeline):
     import mlflow
 
-    mlflow.set_tracking_uri(messy_pipeline.tracking_uri)
-    mlflow.set_registry_uri(messy_pipeline.tracking_uri)
-    model = mlflow.pyfunc.load_model("models:/sluice-classifier/1")
+    client = messy_pipeline.mlflow_client()
+    model = mlflow.pyfunc.load_model(
+        client.get_model_version_download_uri("sluice-classifier", "1")
+    )
     raw = pd.read_csv(messy_pipeline.path / CSV).drop(columns=[TARGET])
     prob = model.predict(raw)
     assert list(prob.columns) == ["maybe", "no", "yes"]

@@ -1,13 +1,21 @@
 """Bad input through the real `dvc repro`: one `error:` line naming the file, column or value and
 what to do; a non-zero exit; nothing written by the failing stage or after it; nothing
-registered. Each case starts from a fresh project whose only data is the CSV it writes.
+registered. Each case runs in a fresh project whose only data is the CSV it writes.
+
+All cases run once, two at a time, in a module fixture (each is a few seconds of process start
+and DVC); the tests then check what each left behind.
 """
 
 from __future__ import annotations
 
+import re
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import Project, make_project
 
 from .conftest import (
     CSV,
@@ -110,7 +118,6 @@ PARAM_CASES = {
     "unknown key": ({"train": {"epoch": 3}}, ["params.yaml: unknown key 'train.epoch'"]),
     "unknown section": ({"trian": {"epochs": 3}}, ["params.yaml: unknown key 'trian'"]),
     "wrong type": ({"train": {"lr": "fast"}}, ["bad value 'fast' for 'train.lr'", "a number"]),
-    "wrong type int": ({"seed": 1.5}, ["bad value 1.5 for 'seed'", "an integer"]),
     "out of range": (
         {"split": {"test_size": 1.5}},
         ["bad value 1.5 for 'split.test_size'", "between 0.01 and 0.9"],
@@ -120,56 +127,117 @@ PARAM_CASES = {
         ["bad value 'smote2' for 'resample.method'", "use one of"],
     ),
     "path without target": ({"data": {"target": None}}, ["'data.target'", "label column"]),
+    # Values only a later stage used to trip over, after earlier stages had done their work:
+    "negative seed": ({"seed": -1}, ["bad value -1 for 'seed'", "between 0 and"]),
+    "unknown module to freeze": (
+        {"finetune": {"freeze": ["body"]}},
+        ["bad value 'body' for 'finetune.freeze'", "features or head"],
+    ),
+    "missing start model": (
+        {"finetune": {"init_from": "models/bse"}},
+        ["bad value 'models/bse' for 'finetune.init_from'", "models/base"],
+    ),
+    "malformed registry uri": (
+        {"finetune": {"init_from": "models:/sluice"}},
+        ["bad value 'models:/sluice' for 'finetune.init_from'", "models:/<name>@<alias>"],
+    ),
+    "floor above one": (
+        {"promote": {"floors": {"roc_auc": 90}}},
+        ["bad value 90.0 for 'promote.floors.roc_auc'", "between 0 and 1"],
+    ),
 }
 
 
-def _assert_refused_at_clean(project, expected: list[str]) -> None:
-    """`dvc repro` fails in the first stage and leaves the project exactly as it was."""
+@dataclass
+class Case:
+    """One project set-up: the CSV (a frame, raw text or bytes, or none) and params to merge."""
+
+    csv: pd.DataFrame | str | bytes | None
+    params: dict = field(default_factory=dict)
+    command: tuple[str, ...] = ("dvc", "repro")
+
+
+@dataclass
+class Outcome:
+    """What running a case left: the process result and the files before and after."""
+
+    project: Project
+    proc: object
+    before: dict
+    after: dict
+
+
+def _small(rare_rows: int, **params) -> Case:
+    """100 rows of classes a/b plus ``rare_rows`` of class 'rare'."""
+    frame = pd.concat([_rows({"a": 60, "b": 40}), _rows({"rare": rare_rows}, seed=1)])
+    return Case(frame, params)
+
+
+REFUSED_AT_CLEAN = {
+    **{f"file: {k}": (Case(csv), parts) for k, (csv, parts) in RAW_CASES.items()},
+    **{f"table: {k}": (Case(f, p), parts) for k, (f, p, parts) in TABLE_CASES.items()},
+    **{f"params: {k}": (Case(_frame(), p), parts) for k, (p, parts) in PARAM_CASES.items()},
+}
+LATER = {
+    # Three rows of 'rare' and big val/test shares: stratification puts none of them in train.
+    "unseen in train": _small(
+        3, clean={"min_class_rows": 3}, split={"val_size": 0.45, "test_size": 0.45}
+    ),
+    # Three rows -> one in train: SMOTE has no neighbour to interpolate with.
+    "too small for smote": _small(3, clean={"min_class_rows": 3}, resample={"method": "smote"}),
+    "rare dropped": Case(
+        _small(4).csv, {"clean": {"rare_classes": "drop"}}, ("dvc", "repro", "clean")
+    ),
+    "smote k lowered": Case(
+        _small(5).csv,
+        {"clean": {"min_class_rows": 3}, "resample": {"method": "smote"}},
+        ("dvc", "repro", "resample"),
+    ),
+}
+
+
+def _run_case(root, name: str, case: Case) -> Outcome:
+    project = make_project(root / re.sub(r"\W+", "-", name))
+    project.set_params({"data": {"path": CSV, "target": TARGET}})
+    project.set_params(case.params)
+    if case.csv is not None:
+        write_csv(project, case.csv)
     before = file_snapshot(project.path)
-    proc = project.run("dvc", "repro", check=False)
-    assert proc.returncode != 0
-    line = error_line(proc)
+    proc = project.run(*case.command, check=False)
+    return Outcome(project, proc, before, file_snapshot(project.path))
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory) -> dict[str, Outcome]:
+    """Every case of this module, run two at a time (one per core)."""
+    root = tmp_path_factory.mktemp("bad-input")
+    cases = {name: case for name, (case, _) in REFUSED_AT_CLEAN.items()} | LATER
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {name: pool.submit(_run_case, root, name, c) for name, c in cases.items()}
+        return {name: future.result() for name, future in futures.items()}
+
+
+def _assert_message(outcome: Outcome, expected: list[str]) -> None:
+    assert outcome.proc.returncode != 0
+    line = error_line(outcome.proc)
     for part in expected:
         assert part in line, line
-    assert file_snapshot(project.path) == before  # no output, no lock file, no store
-    assert not (project.path / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("case", list(RAW_CASES))
-def test_broken_file_is_refused_before_anything_is_written(project, case):
-    content, expected = RAW_CASES[case]
-    project.set_params({"data": {"path": CSV, "target": TARGET}})
-    if content is not None:
-        write_csv(project, content)
-    _assert_refused_at_clean(project, expected)
+@pytest.mark.parametrize("case", list(REFUSED_AT_CLEAN))
+def test_refused_in_the_first_stage_and_nothing_written(outcomes, case):
+    outcome = outcomes[case]
+    _assert_message(outcome, REFUSED_AT_CLEAN[case][1])
+    assert "failed to reproduce 'clean'" in outcome.proc.stderr
+    assert outcome.after == outcome.before  # no output, no dvc.lock, no temporary, no store
+    assert not (outcome.project.path / "mlflow.db").exists()
 
 
-@pytest.mark.parametrize("case", list(TABLE_CASES))
-def test_bad_table_is_refused_naming_column_and_value(project, case):
-    frame, params, expected = TABLE_CASES[case]
-    project.set_params({"data": {"path": CSV, "target": TARGET}})
-    project.set_params(params)
-    write_csv(project, frame)
-    _assert_refused_at_clean(project, expected)
-
-
-@pytest.mark.parametrize("case", list(PARAM_CASES))
-def test_bad_params_are_refused_before_any_stage_works(project, case):
-    overrides, expected = PARAM_CASES[case]
-    project.set_params({"data": {"path": CSV, "target": TARGET}})
-    write_csv(project, _frame())
-    project.set_params(overrides)
-    _assert_refused_at_clean(project, expected)
-
-
-def _assert_refused_at(project, stage: str, expected: list[str]) -> None:
-    """`dvc repro` fails in ``stage``: earlier stages' outputs exist, its own and later do not."""
-    proc = project.run("dvc", "repro", check=False)
-    assert proc.returncode != 0
-    assert f"failed to reproduce '{stage}'" in proc.stderr
-    line = error_line(proc)
-    for part in expected:
-        assert part in line, line
+def _assert_refused_at(outcome: Outcome, stage: str, expected: list[str]) -> None:
+    """Failed in ``stage``: earlier stages' outputs exist, its own and later ones do not."""
+    _assert_message(outcome, expected)
+    assert f"failed to reproduce '{stage}'" in outcome.proc.stderr
+    project = outcome.project
     left = [o for o in outputs_from(project, stage) if (project.path / o).exists()]
     assert not left, left
     assert (project.path / "reports/clean.json").exists()
@@ -177,18 +245,9 @@ def _assert_refused_at(project, stage: str, expected: list[str]) -> None:
     assert not model_versions(project)
 
 
-def test_class_that_cannot_reach_the_training_split_is_refused(project):
-    # Three rows of 'rare' and big val/test shares: stratification puts none of them in train.
-    project.set_params(
-        {
-            "data": {"path": CSV, "target": TARGET},
-            "clean": {"min_class_rows": 3},
-            "split": {"val_size": 0.45, "test_size": 0.45},
-        }
-    )
-    write_csv(project, pd.concat([_rows({"a": 60, "b": 40}), _rows({"rare": 3}, seed=1)]))
+def test_class_that_cannot_reach_the_training_split_is_refused(outcomes):
     _assert_refused_at(
-        project,
+        outcomes["unseen in train"],
         "split",
         [
             "class 'rare' has no rows in the training split (val 2, test 1)",
@@ -198,18 +257,9 @@ def test_class_that_cannot_reach_the_training_split_is_refused(project):
     )
 
 
-def test_class_too_small_for_smote_is_refused(project):
-    # 3 rows -> 1 in train: SMOTE has no neighbour to interpolate with.
-    project.set_params(
-        {
-            "data": {"path": CSV, "target": TARGET},
-            "clean": {"min_class_rows": 3},
-            "resample": {"method": "smote"},
-        }
-    )
-    write_csv(project, pd.concat([_rows({"a": 60, "b": 40}), _rows({"rare": 3}, seed=1)]))
+def test_class_too_small_for_smote_is_refused(outcomes):
     _assert_refused_at(
-        project,
+        outcomes["too small for smote"],
         "resample",
         [
             "resample.method smote needs at least 2 training rows per class",
@@ -219,28 +269,23 @@ def test_class_too_small_for_smote_is_refused(project):
     )
 
 
-def test_rare_class_drop_policy_is_applied_and_reported(project):
-    project.set_params({"data": {"path": CSV, "target": TARGET}, "clean": {"rare_classes": "drop"}})
-    write_csv(project, pd.concat([_rows({"a": 60, "b": 40}), _rows({"rare": 4}, seed=1)]))
-    project.run("dvc", "repro", "clean")
-    report = project.read_json("reports/clean.json")
+def test_rare_class_drop_policy_is_applied_and_reported(outcomes):
+    outcome = outcomes["rare dropped"]
+    assert outcome.proc.returncode == 0, outcome.proc.stderr[-3000:]
+    assert "column types (see reports/clean.json): x1 numeric (inferred)" in outcome.proc.stderr
+    assert "dropped rare classes {'rare': 4}" in outcome.proc.stderr
+    report = outcome.project.read_json("reports/clean.json")
     assert report["dropped_classes"] == ["rare"]
     assert report["dropped"]["rare_class"] == 4
     assert report["classes"] == {"a": 60, "b": 40}
 
 
-def test_smote_neighbours_lowered_for_a_small_class_and_reported(project):
-    project.set_params(
-        {
-            "data": {"path": CSV, "target": TARGET},
-            "clean": {"min_class_rows": 3},
-            "resample": {"method": "smote"},
-        }
-    )
-    write_csv(project, pd.concat([_rows({"a": 60, "b": 40}), _rows({"rare": 5}, seed=1)]))
-    proc = project.run("dvc", "repro", "resample")
-    info = project.read_json("reports/resample.json")
-    train_rare = project.read_json("reports/split.json")["class_counts"]["train"]["rare"]
+def test_smote_neighbours_lowered_for_a_small_class_and_reported(outcomes):
+    outcome = outcomes["smote k lowered"]
+    assert outcome.proc.returncode == 0, outcome.proc.stderr[-3000:]
+    info = outcome.project.read_json("reports/resample.json")
+    split = outcome.project.read_json("reports/split.json")
+    train_rare = split["class_counts"]["train"]["rare"]
     assert info["k_neighbors"] == train_rare - 1 < 5
     assert info["counts_after"]["rare"] == info["counts_after"]["a"]
-    assert f"k_neighbors lowered from 5 to {train_rare - 1}" in proc.stderr
+    assert f"k_neighbors lowered from 5 to {train_rare - 1}" in outcome.proc.stderr

@@ -18,6 +18,7 @@ from .conftest import (
     copy_project,
     error_line,
     model_versions,
+    outputs_from,
     runs_by_status,
     start,
     temp_leftovers,
@@ -26,7 +27,7 @@ from .conftest import (
 
 pytestmark = pytest.mark.slow
 
-LONG_TRAIN = {"train": {"epochs": 300, "patience": 300, "checkpoint_every": 5}}
+LONG_TRAIN = {"train": {"epochs": 150, "patience": 150, "checkpoint_every": 3}}
 
 
 def _long_training(prepared, dest):
@@ -35,18 +36,33 @@ def _long_training(prepared, dest):
     return project
 
 
+def _outputs_left(project) -> list[str]:
+    """Temporaries of atomic output writes left behind. A checkpoint write cut short may leave
+    its temporary; the next training run removes it (checked after each re-run)."""
+    return [p for p in temp_leftovers(project) if not p.startswith(".sluice")]
+
+
 def _weights(project, role: str = "base") -> dict[str, torch.Tensor]:
     return torch.load(project.path / f"models/{role}/model.pt", weights_only=True)
 
 
-def _interrupt_after_checkpoint(project, sig: int, *args: str):
-    """Start ``args`` (default `dvc repro`), send ``sig`` to its process group once training has
-    saved a checkpoint, and return (exit code, stderr)."""
-    proc = start(project, *(args or ("dvc", "repro")))
+def _interrupt_after_checkpoint(project, sig: int) -> tuple[int, str]:
+    """Start `dvc repro`, send ``sig`` to its process group (dvc and the stage, as a terminal
+    does) once training has saved a checkpoint; return the exit code and stderr."""
+    proc = start(project, "dvc", "repro")
     wait_for(lambda: bool(checkpoints(project)), proc)
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     return proc.returncode, err
+
+
+def _epochs_logged(project, role: str = "base") -> int:
+    """How many epochs of validation F1 the finished run of ``role`` holds."""
+    client = project.mlflow_client()
+    experiment = client.get_experiment_by_name("sluice")
+    query = f"attributes.status = 'FINISHED' and tags.`sluice.role` = '{role}'"
+    (run,) = client.search_runs([experiment.experiment_id], query)
+    return len(client.get_metric_history(run.info.run_id, "val_f1_macro"))
 
 
 def test_ctrl_c_in_train_fails_the_run_and_the_next_repro_resumes(prepared, tmp_path):
@@ -59,7 +75,7 @@ def test_ctrl_c_in_train_fails_the_run_and_the_next_repro_resumes(prepared, tmp_
     assert not (project.path / "models/base").exists()
     assert runs_by_status(project) == {"FAILED": ["base"]}
     assert not model_versions(project)
-    assert len(checkpoints(project)) == 1 and not temp_leftovers(project)
+    assert len(checkpoints(project)) == 1 and not _outputs_left(project)
 
     resumed = project.run("dvc", "repro", "train")  # no manual cleanup of DVC or MLflow state
     assert "resuming from checkpoint at epoch" in resumed.stderr
@@ -73,17 +89,7 @@ def test_ctrl_c_in_train_fails_the_run_and_the_next_repro_resumes(prepared, tmp_
     assert all(torch.equal(ours[k], theirs[k]) for k in theirs)  # resuming changes nothing
     history = (project.path / "reports/train/base.csv").read_text()
     assert history == (reference.path / "reports/train/base.csv").read_text()
-    finished = [
-        r
-        for r in project.mlflow_client().search_runs(
-            [project.mlflow_client().get_experiment_by_name("sluice").experiment_id],
-            "attributes.status = 'FINISHED'",
-        )
-    ][0]
-    assert (
-        len(project.mlflow_client().get_metric_history(finished.info.run_id, "val_f1_macro"))
-        == LONG_TRAIN["train"]["epochs"]
-    )
+    assert _epochs_logged(project) == LONG_TRAIN["train"]["epochs"]  # restored epochs included
 
 
 def test_kill_9_in_train_then_plain_repro_completes(prepared, tmp_path):
@@ -115,7 +121,7 @@ def test_sigterm_in_train_ends_the_run_as_failed(prepared, tmp_path):
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err
     assert runs_by_status(project) == {"FAILED": ["base"]}
-    assert not (project.path / "models/base").exists() and not temp_leftovers(project)
+    assert not (project.path / "models/base").exists() and not _outputs_left(project)
 
 
 def _closed_port() -> int:
@@ -139,3 +145,18 @@ def test_tracking_server_down_fails_fast_before_training(prepared, tmp_path):
     assert not checkpoints(project) and not (project.path / "models/base").exists()
     assert not (project.path / "mlflow.db").exists()
     assert elapsed < 60
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stages/evaluate.py writes metrics and plots before it "
+    "connects to MLflow, so a failure there leaves them behind (owner: evaluate)",
+)
+def test_tracking_server_down_at_evaluate_leaves_no_outputs(messy_pipeline, tmp_path):
+    project = copy_project(messy_pipeline, tmp_path / "proj")
+    project.env["MLFLOW_TRACKING_URI"] = f"http://127.0.0.1:{_closed_port()}"
+    proc = project.run("dvc", "repro", "--force", "--single-item", "evaluate", check=False)
+    assert proc.returncode != 0
+    assert "is not reachable" in error_line(proc)
+    left = [o for o in outputs_from(project, "evaluate") if (project.path / o).exists()]
+    assert not left, f"a failed evaluate left {left}"

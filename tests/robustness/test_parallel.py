@@ -3,6 +3,9 @@ under .dvc/tmp/exps, and all land in the one MLflow store at the repository root
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -64,3 +67,25 @@ def test_queued_experiments_run_in_parallel_into_the_root_store(tmp_path):
     assert len(client.search_model_versions("name = 'sluice-classifier'")) == 2 * len(SEEDS)
     assert experiment.artifact_location == (project.path / "mlartifacts").as_uri()
     assert not list((project.path / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_parallel_first_runs_create_one_store_without_racing(tmp_path):
+    """Three processes open a store that does not exist yet at the same moment (as the first
+    stages of parallel queued experiments do): all get the same experiment, none fails."""
+    code = "from sluice.tracking import connect; print(connect('sluice'))"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    env["DVC_ROOT"] = str(tmp_path)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code],
+            cwd=tmp_path,
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(3)
+    ]
+    results = [(p.wait(timeout=120), *p.communicate()) for p in procs]
+    assert [r[0] for r in results] == [0] * 3, [r[2][-2000:] for r in results]
+    assert {r[1].strip() for r in results} == {"1"}
