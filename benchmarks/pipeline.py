@@ -48,9 +48,12 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / "pipeline.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"dvc repro (default params): median {result['dvc_repro_s']['median']:.1f} s "
-          f"over {len(full)} runs")
+    print(
+        f"dvc repro (default params): median {result['dvc_repro_s']['median']:.1f} s "
+        f"over {len(full)} runs"
+    )
     print(f"no-op dvc repro: median {result['noop_repro_s']['median']:.2f} s over {len(noop)} runs")
+
 
 if __name__ == "__main__":
     main()

@@ -37,11 +37,22 @@ def run_seeds(dataset: str, seeds: list[int]) -> list[dict]:
             metrics = project.read_json("reports/metrics.json")
             sluice_models = {r: metrics[r] for r in ("base", "finetuned")}
             best = pick_challenger(sluice_models, "roc_auc")
-            rows.append({"seed": seed, "challenger": best, **{
-                role: {k: metrics[role][k] for k in METRICS} for role in metrics}})
-            print(f"seed {seed}: " + ", ".join(
-                f"{role} f1 {metrics[role]['f1_macro']:.4f} auc {metrics[role]['roc_auc']:.5f}"
-                for role in metrics) + f" -> challenger {best}", flush=True)
+            rows.append(
+                {
+                    "seed": seed,
+                    "challenger": best,
+                    **{role: {k: metrics[role][k] for k in METRICS} for role in metrics},
+                }
+            )
+            print(
+                f"seed {seed}: "
+                + ", ".join(
+                    f"{role} f1 {metrics[role]['f1_macro']:.4f} auc {metrics[role]['roc_auc']:.5f}"
+                    for role in metrics
+                )
+                + f" -> challenger {best}",
+                flush=True,
+            )
     return rows
 
 
@@ -51,8 +62,13 @@ def summarise(rows: list[dict]) -> dict:
         picked = [r[r["challenger"]] if role == "challenger" else r.get(role) for r in rows]
         if any(p is None for p in picked):
             continue
-        out[role] = {k: {"mean": statistics.mean(p[k] for p in picked),
-                         "std": statistics.pstdev(p[k] for p in picked)} for k in METRICS}
+        out[role] = {
+            k: {
+                "mean": statistics.mean(p[k] for p in picked),
+                "std": statistics.pstdev(p[k] for p in picked),
+            }
+            for k in METRICS
+        }
     return out
 
 
@@ -64,8 +80,10 @@ def main() -> None:
     rows = run_seeds(args.dataset, args.seeds)
     summary = summarise(rows)
     for role, m in summary.items():
-        print(f"{role:>10}: " + ", ".join(
-            f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in m.items()))
+        print(
+            f"{role:>10}: "
+            + ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in m.items())
+        )
     out = ROOT / "benchmarks" / "results" / f"quality-{args.dataset}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"seeds": rows, "summary": summary}, indent=2) + "\n")

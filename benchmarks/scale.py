@@ -32,10 +32,12 @@ def messy_csv(path: Path, rows: int, seed: int = 0) -> None:
     """A CSV a user might bring: gaps, duplicates, categories, untidy labels, 5 % minority."""
     rng = np.random.default_rng(seed)
     y = rng.random(rows) < 0.05
-    frame = pd.DataFrame({f"x{i}": rng.normal(size=rows) + y * (0.3 + 0.05 * i)
-                          for i in range(20)})
-    for name, cats in (("plan", ["basic", "pro", "team"]), ("region", list("NESWC")),
-                       ("channel", ["web", "app", "store", "phone"])):
+    frame = pd.DataFrame({f"x{i}": rng.normal(size=rows) + y * (0.3 + 0.05 * i) for i in range(20)})
+    for name, cats in (
+        ("plan", ["basic", "pro", "team"]),
+        ("region", list("NESWC")),
+        ("channel", ["web", "app", "store", "phone"]),
+    ):
         frame[name] = rng.choice(cats, size=rows)
     frame.loc[y & (rng.random(rows) < 0.5), "plan"] = "pro"
     for col in ("x0", "x5", "plan"):
@@ -59,27 +61,38 @@ def main() -> None:
         start = time.perf_counter()
         messy_csv(csv, args.rows)
         print(f"wrote {csv.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s")
-        project.set_params({
-            "data": {"path": "data/raw/big.csv", "target": "label"},
-            "resample": {"method": args.method},
-            "train": {"model": "mlp", "epochs": args.epochs, "batch_size": 1024},
-            "finetune": {"epochs": 1, "freeze": ["features"]},
-            "evaluate": {"bootstrap": 200},
-        })
+        project.set_params(
+            {
+                "data": {"path": "data/raw/big.csv", "target": "label"},
+                "resample": {"method": args.method},
+                "train": {"model": "mlp", "epochs": args.epochs, "batch_size": 1024},
+                "finetune": {"epochs": 1, "freeze": ["features"]},
+                "evaluate": {"bootstrap": 200},
+            }
+        )
         for stage in STAGES:
             proc = subprocess.run(
                 ["/usr/bin/time", "-f", "%e %M", sys.executable, "-m", f"stages.{stage}"],
-                cwd=project.path, env=project.env, capture_output=True, text=True, check=False)
+                cwd=project.path,
+                env=project.env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
             if proc.returncode != 0:
                 raise SystemExit(f"{stage} failed:\n{proc.stderr[-3000:]}")
             seconds, kib = proc.stderr.strip().splitlines()[-1].split()
             results[stage] = {"seconds": float(seconds), "peak_rss_mb": int(kib) / 1024}
-            print(f"{stage:>9}: {float(seconds):6.1f} s, peak RSS {int(kib) / 1024:6.0f} MB",
-                  flush=True)
+            print(
+                f"{stage:>9}: {float(seconds):6.1f} s, peak RSS {int(kib) / 1024:6.0f} MB",
+                flush=True,
+            )
         clean = project.read_json("reports/clean.json")
         results["clean_report"] = {k: clean[k] for k in ("rows_in", "rows_out", "dropped", "fixed")}
-        results["metrics"] = {r: {k: m[k] for k in ("f1_macro", "roc_auc")}
-                              for r, m in project.read_json("reports/metrics.json").items()}
+        results["metrics"] = {
+            r: {k: m[k] for k in ("f1_macro", "roc_auc")}
+            for r, m in project.read_json("reports/metrics.json").items()
+        }
     print(json.dumps(results["metrics"]))
     out = ROOT / "benchmarks" / "results" / f"scale-{args.rows}.json"
     out.parent.mkdir(exist_ok=True)

@@ -21,8 +21,9 @@ def evaluate_predictions(
     metrics = compute_metrics(y_true, y_prob, classes)
     if n_boot:
         intervals = bootstrap_metrics(y_true, y_prob, n_boot=n_boot, seed=seed, metrics=HEADLINE)
-        metrics["ci95"] = {k: [round(float(lo), 6), round(float(hi), 6)]
-                           for k, (lo, hi) in intervals.items()}
+        metrics["ci95"] = {
+            k: [round(float(lo), 6), round(float(hi), 6)] for k, (lo, hi) in intervals.items()
+        }
     return {
         "metrics": metrics,
         "roc": roc_points(y_true, y_prob),

@@ -30,11 +30,25 @@ def confusion_figure(matrix: list[list[int]], classes: list[str], title: str):
     fig, ax = plt.subplots(figsize=(size, size))
     ax.imshow(cm, cmap="Blues")
     ticks = range(len(classes))
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=classes, yticklabels=classes,
-           xlabel="predicted", ylabel="true", title=title)
+    ax.set(
+        xticks=ticks,
+        yticks=ticks,
+        xticklabels=classes,
+        yticklabels=classes,
+        xlabel="predicted",
+        ylabel="true",
+        title=title,
+    )
     for (i, j), n in np.ndenumerate(cm):
-        ax.text(j, i, str(n), ha="center", va="center",
-                color="white" if n > cm.max() / 2 else "black", fontsize=8)
+        ax.text(
+            j,
+            i,
+            str(n),
+            ha="center",
+            va="center",
+            color="white" if n > cm.max() / 2 else "black",
+            fontsize=8,
+        )
     fig.tight_layout()
     return fig
 

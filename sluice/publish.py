@@ -52,26 +52,48 @@ def publish(
     it, and set ``challenger`` on the better one. Returns role -> registered version."""
     import mlflow
 
-    from sluice.registry import record_alias_move
+    from sluice.tracking import run_tags
 
     logged = {}
     for role, clf in models.items():
-        run_id = clf.spec["lineage"]["run_id"]
-        with mlflow.start_run(run_id=run_id):
+        # The reopened run belongs to this process now (stale-run cleanup looks at these tags).
+        owner = {k: v for k, v in run_tags("evaluate").items() if k.startswith("sluice.")}
+        with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
             log_evaluation(role, results[role], clf.classes)
             logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
     if not params.registry.register:
         return {}
-    versions = {}
-    for role, clf in models.items():
-        m = results[role]["metrics"]
-        tags = {"sluice.role": role, **_lineage_tags(clf, params),
-                **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE}}
-        versions[role] = register(logged[role], params.registry.model_name,
-                                  clf.spec["lineage"]["run_id"], tags)
-    best = pick_challenger({r: results[r]["metrics"] for r in models}, params.promote.metric)
-    record_alias_move(params.registry.model_name, "challenger", versions[best],
-                      reason=f"best {params.promote.metric} of this pipeline run ({best})")
+    return _register_all(results, models, logged, params)
+
+
+def _register_all(results, models, logged: dict[str, str], params: Params) -> dict[str, str]:
+    """Register every model and move ``challenger``: all of it, or (on failure) none of it."""
+    import mlflow
+
+    from sluice.registry import record_alias_move
+
+    name, versions = params.registry.model_name, {}
+    try:
+        for role, clf in models.items():
+            m = results[role]["metrics"]
+            tags = {
+                "sluice.role": role,
+                **_lineage_tags(clf, params),
+                **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE},
+            }
+            versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
+        best = pick_challenger({r: results[r]["metrics"] for r in models}, params.promote.metric)
+        record_alias_move(
+            name,
+            "challenger",
+            versions[best],
+            reason=f"best {params.promote.metric} of this pipeline run ({best})",
+        )
+    except BaseException:
+        client = mlflow.MlflowClient()
+        for version in versions.values():
+            client.delete_model_version(name, version)
+        raise
     return versions
 
 
@@ -79,8 +101,9 @@ def log_reference(result: dict, classes: list[str], experiment_id: str, tags: di
     """The scikit-learn reference gets a run of its own (it is not registered)."""
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name="reference",
-                          tags={**tags, "sluice.role": "reference"}):
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="reference", tags={**tags, "sluice.role": "reference"}
+    ):
         mlflow.log_params({"model": "LogisticRegression", "C": 1.0})
         log_evaluation("reference", result, classes)
 
@@ -144,5 +167,3 @@ def _fmt(value: float, ci) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
     return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.4f}"
-
-

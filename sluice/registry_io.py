@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from pathlib import Path
@@ -29,20 +30,35 @@ def serving_requirements() -> list[str]:
 def log_bundle_model(bundle_dir: Path, example: pd.DataFrame, classifier: Classifier) -> str:
     """Log the bundle as a models-from-code pyfunc in the active run; return the model URI."""
     import mlflow
-    from mlflow.models import infer_signature
 
     example = example[classifier.feature_columns].head(5)
-    signature = infer_signature(example, classifier.predict_frame(example))
     info = mlflow.pyfunc.log_model(
         name="model",
         python_model=str(SERVING_FILE),
         artifacts={"bundle": str(bundle_dir)},
         code_paths=[str(Path(__file__).parent)],
         pip_requirements=serving_requirements(),
-        signature=signature,
+        signature=raw_signature(classifier, example),
         input_example=example,
     )
     return info.model_uri
+
+
+def raw_signature(classifier: Classifier, example: pd.DataFrame):
+    """Inputs as a user's CSV has them: numbers for numeric columns, anything for categorical
+    ones (a zip code may arrive as 10001 or "10001"); outputs one probability per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema(
+        [
+            ColSpec("double", col) if kind == "numeric" else ColSpec(AnyType(), col, required=False)
+            for col, kind in classifier.preprocessor.feature_types.items()
+        ]
+    )
+    outputs = Schema([ColSpec("double", str(c)) for c in classifier.classes])
+    return ModelSignature(inputs=inputs, outputs=outputs)
 
 
 def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> str:
@@ -53,10 +69,9 @@ def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> st
     try:
         client.get_registered_model(name)
     except mlflow.exceptions.MlflowException:
-        try:
+        # A parallel run may create it first; either way it exists afterwards.
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
             client.create_registered_model(name)
-        except mlflow.exceptions.MlflowException:  # created by a parallel run meanwhile
-            pass
     version = client.create_model_version(
         name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
     )
@@ -116,9 +131,14 @@ def load_start_model(init_from: str, model_name: str) -> tuple[Classifier, dict[
 
         use_store()
         classifier, version = load_registered(init_from, model_name)
-        lineage = {"init_from": init_from, "parent_version": str(version.version),
-                   "parent_run_id": version.run_id or ""}
+        lineage = {
+            "init_from": init_from,
+            "parent_version": str(version.version),
+            "parent_run_id": version.run_id or "",
+        }
         return classifier, lineage
     classifier = load_bundle(init_from)
-    return classifier, {"init_from": init_from,
-                        "parent_run_id": classifier.spec.get("lineage", {}).get("run_id", "")}
+    return classifier, {
+        "init_from": init_from,
+        "parent_run_id": classifier.spec.get("lineage", {}).get("run_id", ""),
+    }

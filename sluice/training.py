@@ -118,8 +118,11 @@ def eval_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int) 
     prob = predict_proba(net, X)
     loss = float(nn.functional.nll_loss(torch.log(prob.clamp_min(1e-12)), y))
     pred = prob.argmax(1).numpy()
-    return {"val_loss": loss, "val_accuracy": float((pred == y.numpy()).mean()),
-            "val_f1_macro": macro_f1(y.numpy(), pred, n_classes)}
+    return {
+        "val_loss": loss,
+        "val_accuracy": float((pred == y.numpy()).mean()),
+        "val_f1_macro": macro_f1(y.numpy(), pred, n_classes),
+    }
 
 
 def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
@@ -166,8 +169,12 @@ def fit(
             if s.image_shape and s.augment_shift:
                 xb = shift_images(xb, s.image_shape, s.augment_shift, gen)
             losses.append(train_step(net, opt, sched, loss_fn, xb, y_tr[idx]))
-        record = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
-                  "lr": opt.param_groups[0]["lr"], **eval_step(net, X_val, y_val, n_classes)}
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": float(np.mean(losses)),
+            "lr": opt.param_groups[0]["lr"],
+            **eval_step(net, X_val, y_val, n_classes),
+        }
         state.history.append(record)
         if on_epoch:
             on_epoch(record)
@@ -203,15 +210,26 @@ class _TrainState:
 
 def _save_checkpoint(path, s, net, opt, sched, gen, state: _TrainState, epoch: int) -> None:
     blob = {
-        "settings": asdict(s), "epoch": epoch, "net": net.state_dict(), "opt": opt.state_dict(),
-        "sched": sched.state_dict() if sched else None, "gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(), "best": state.best, "best_state": state.best_state,
-        "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "history": state.history,
+        "settings": asdict(s),
+        "epoch": epoch,
+        "net": net.state_dict(),
+        "opt": opt.state_dict(),
+        "sched": sched.state_dict() if sched else None,
+        "gen": gen.get_state(),
+        "torch_rng": torch.get_rng_state(),
+        "best": state.best,
+        "best_state": state.best_state,
+        "best_epoch": state.best_epoch,
+        "bad_epochs": state.bad_epochs,
+        "history": state.history,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
+    finally:
+        tmp.unlink(missing_ok=True)
     log.info("checkpoint saved at epoch %d", epoch)
 
 

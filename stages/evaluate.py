@@ -24,6 +24,8 @@ def main() -> None:
     from sluice.tracking import connect, run_tags
 
     target = read_json(paths.CLEAN_REPORT)["target"]
+    # Connect first: a tracking server that is down fails here, before anything is written.
+    experiment_id = connect(params.registry.experiment)
     test = pd.read_parquet(paths.SPLITS["test"])
     models = {role: load_bundle(path) for role, path in paths.MODELS.items()}
     classes = models["base"].classes
@@ -40,11 +42,10 @@ def main() -> None:
         ref = fit_reference(pre.transform(train), y_train, seed)
         prob = reference_proba(ref, pre.transform(test), len(classes))
         results["reference"] = evaluate_predictions(y_true, prob, classes, n_boot, seed)
-    write_reports(results)
-    experiment_id = connect(params.registry.experiment)
-    if "reference" in results:
         log_reference(results["reference"], classes, experiment_id, run_tags("evaluate"))
     versions = publish({r: results[r] for r in models}, models, test, params)
+    # Reports last: a failure above leaves no metrics or plots that claim a finished evaluation.
+    write_reports(results)
     write_json(paths.REGISTERED, {"model_name": params.registry.model_name, "versions": versions})
     print(summary(results, versions), file=sys.stderr)
 

@@ -31,15 +31,27 @@ def main() -> None:
     freeze(net, cfg.freeze)
     data_path = paths.SPLITS["train"] if cfg.data == "train" else paths.RESAMPLED
     job = TrainingJob(
-        role="finetuned", net=net,
+        role="finetuned",
+        net=net,
         spec={**spec, "classes": classes, "lineage": lineage},
-        train_path=data_path, val_path=paths.SPLITS["val"], target=target,
+        train_path=data_path,
+        val_path=paths.SPLITS["val"],
+        target=target,
         settings=fit_settings(
-            params.train, params.seed, spec["args"].get("image_shape"),
-            lr=cfg.lr, epochs=cfg.epochs, patience=cfg.patience, sampler=cfg.sampler,
+            params.train,
+            params.seed,
+            spec["args"].get("image_shape"),
+            lr=cfg.lr,
+            epochs=cfg.epochs,
+            patience=cfg.patience,
+            sampler=cfg.sampler,
         ),
-        run_params={"seed": params.seed, "finetune": asdict(cfg), "train": asdict(params.train),
-                    "init_weights_sha256": clf.spec["weights_sha256"]},
+        run_params={
+            "seed": params.seed,
+            "finetune": asdict(cfg),
+            "train": asdict(params.train),
+            "init_weights_sha256": clf.spec["weights_sha256"],
+        },
         extra_tags={f"sluice.parent.{k}": str(v) for k, v in lineage.items()},
     )
     run_training(job, params)

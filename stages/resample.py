@@ -18,8 +18,12 @@ def main() -> None:
     report = read_json(paths.CLEAN_REPORT)
     train = read_table(paths.SPLITS["train"])
     out, info = resample(
-        train, report["target"], feature_types(report), params.resample.method,
-        params.resample.k_neighbors, params.seed,
+        train,
+        report["target"],
+        feature_types(report),
+        params.resample.method,
+        params.resample.k_neighbors,
+        params.seed,
     )
     write_table(paths.RESAMPLED, out)
     write_json(paths.RESAMPLE_REPORT, info)

@@ -26,8 +26,10 @@ def main() -> None:
     for name, part in (("train", train), ("val", val), ("test", test)):
         write_table(paths.SPLITS[name], part)
         counts[name] = {str(k): int(v) for k, v in part[target].value_counts().sort_index().items()}
-    write_json(paths.SPLIT_REPORT, {"rows": {k: sum(v.values()) for k, v in counts.items()},
-                                    "class_counts": counts})
+    write_json(
+        paths.SPLIT_REPORT,
+        {"rows": {k: sum(v.values()) for k, v in counts.items()}, "class_counts": counts},
+    )
     log.info("split: train %d, val %d, test %d rows", len(train), len(val), len(test))
 
 

@@ -34,24 +34,46 @@ def main() -> None:
     pre.fit(train_natural)
     cfg = params.train
     if arch == "cnn":
-        args = {"n_classes": len(classes), "image_shape": shape, "channels": cfg.channels,
-                "dropout": cfg.dropout, "pooled_size": cfg.cnn_grid}
+        args = {
+            "n_classes": len(classes),
+            "image_shape": shape,
+            "channels": cfg.channels,
+            "dropout": cfg.dropout,
+            "pooled_size": cfg.cnn_grid,
+        }
     else:
-        args = {"n_inputs": pre.n_outputs, "n_classes": len(classes), "hidden": cfg.hidden,
-                "dropout": cfg.dropout}
+        args = {
+            "n_inputs": pre.n_outputs,
+            "n_classes": len(classes),
+            "hidden": cfg.hidden,
+            "dropout": cfg.dropout,
+        }
     torch.manual_seed(params.seed)
     net = build_net(arch, args)
     weights = None
     if params.resample.class_weights:
         weights = class_weights(pd.read_parquet(paths.RESAMPLED)[target].astype(str), classes)
     job = TrainingJob(
-        role="base", net=net,
-        spec={"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict(),
-              "target": target},
-        train_path=paths.RESAMPLED, val_path=paths.SPLITS["val"], target=target,
+        role="base",
+        net=net,
+        spec={
+            "arch": arch,
+            "args": args,
+            "classes": classes,
+            "preprocessor": pre.to_dict(),
+            "target": target,
+        },
+        train_path=paths.RESAMPLED,
+        val_path=paths.SPLITS["val"],
+        target=target,
         settings=fit_settings(cfg, params.seed, shape, weights),
-        run_params={"seed": params.seed, "data": asdict(params.data),
-                    "resample": asdict(params.resample), "train": asdict(cfg), "arch": arch},
+        run_params={
+            "seed": params.seed,
+            "data": asdict(params.data),
+            "resample": asdict(params.resample),
+            "train": asdict(cfg),
+            "arch": arch,
+        },
         extra_tags={},
     )
     run_training(job, params)

@@ -69,11 +69,6 @@ def test_model_bundle_scores_raw_csv_rows_as_it_scores_cleaned_ones(messy_pipeli
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the logged signature types categorical columns as "
-    "string, so MLflow rejects raw numeric-looking categories (owner: registry_io)",
-)
 def test_registered_model_accepts_raw_csv_columns(messy_pipeline):
     import mlflow
 

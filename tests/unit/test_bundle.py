@@ -22,9 +22,13 @@ def _bundle(tmp_path):
     pre = Preprocessor(TYPES).fit(frame)
     torch.manual_seed(0)
     net = MLP(pre.n_outputs, 2, [4], 0.0).eval()
-    spec = {"arch": "mlp", "args": {"n_inputs": pre.n_outputs, "n_classes": 2, "hidden": [4],
-                                    "dropout": 0.0},
-            "classes": ["no", "yes"], "preprocessor": pre.to_dict(), "lineage": {"run_id": "r"}}
+    spec = {
+        "arch": "mlp",
+        "args": {"n_inputs": pre.n_outputs, "n_classes": 2, "hidden": [4], "dropout": 0.0},
+        "classes": ["no", "yes"],
+        "preprocessor": pre.to_dict(),
+        "lineage": {"run_id": "r"},
+    }
     save_bundle(tmp_path / "model", net, spec)
     return tmp_path / "model", net, frame
 

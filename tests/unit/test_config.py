@@ -55,7 +55,9 @@ def test_missing_params_file(tmp_path):
 
 def test_values_are_typed(tmp_path):
     path = tmp_path / "params.yaml"
-    path.write_text("seed: 3\ntrain:\n  lr: 1\n  hidden: [8, 4]\npromote:\n  guards: {f1_macro: 0}\n")
+    path.write_text(
+        "seed: 3\ntrain:\n  lr: 1\n  hidden: [8, 4]\npromote:\n  guards: {f1_macro: 0}\n"
+    )
     params = load_params(path)
     assert params.seed == 3
     assert params.train.lr == 1.0 and isinstance(params.train.lr, float)

@@ -26,8 +26,9 @@ def test_fit_uses_only_the_given_rows():
 
 def test_transform_imputes_scales_and_one_hot_encodes():
     pre = Preprocessor(TYPES).fit(_train())
-    X = pre.transform(pd.DataFrame({"x": [2.0, np.nan], "color": ["red", "purple"],
-                                    "extra": [1, 2]}))
+    X = pre.transform(
+        pd.DataFrame({"x": [2.0, np.nan], "color": ["red", "purple"], "extra": [1, 2]})
+    )
     assert X.shape == (2, 3) and X.dtype == np.float32
     assert X[0, 0] == pytest.approx(0.0) and X[1, 0] == pytest.approx(0.0)  # median = mean
     assert X[0, 1:].tolist() == [0.0, 1.0]

@@ -12,11 +12,13 @@ TYPES = {"a": "numeric", "b": "numeric"}
 
 def _imbalanced(n_major=200, n_minor=20, seed=0, with_cat=False):
     rng = np.random.default_rng(seed)
-    df = pd.DataFrame({
-        "a": np.r_[rng.normal(0, 1, n_major), rng.normal(3, 1, n_minor)],
-        "b": np.r_[rng.normal(0, 1, n_major), rng.normal(3, 1, n_minor)],
-        "y": ["major"] * n_major + ["minor"] * n_minor,
-    })
+    df = pd.DataFrame(
+        {
+            "a": np.r_[rng.normal(0, 1, n_major), rng.normal(3, 1, n_minor)],
+            "b": np.r_[rng.normal(0, 1, n_major), rng.normal(3, 1, n_minor)],
+            "y": ["major"] * n_major + ["minor"] * n_minor,
+        }
+    )
     if with_cat:
         df["c"] = rng.choice(["red", "green", "blue"], size=len(df))
     return df

@@ -11,8 +11,9 @@ from sluice.splitting import cut_long_tail, long_tail_counts, sorted_labels, str
 def _frame(n_per_class: dict[str, int], seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     labels = [c for c, n in n_per_class.items() for _ in range(n)]
-    return pd.DataFrame({"a": rng.normal(size=len(labels)), "b": rng.normal(size=len(labels)),
-                         "y": labels})
+    return pd.DataFrame(
+        {"a": rng.normal(size=len(labels)), "b": rng.normal(size=len(labels)), "y": labels}
+    )
 
 
 @pytest.mark.parametrize("seed", [0, 1, 7])
@@ -61,8 +62,11 @@ def test_cut_long_tail_only_removes_rows():
 
 @pytest.mark.parametrize(
     ("labels", "expected"),
-    [(["10", "9", "1"], ["1", "9", "10"]), (["b", "a", "B"], ["B", "a", "b"]),
-     (["1.5", "x"], ["1.5", "x"])],
+    [
+        (["10", "9", "1"], ["1", "9", "10"]),
+        (["b", "a", "B"], ["B", "a", "b"]),
+        (["1.5", "x"], ["1.5", "x"]),
+    ],
 )
 def test_sorted_labels(labels, expected):
     assert sorted_labels(labels) == expected

@@ -19,9 +19,19 @@ from sluice.training import FitSettings, batch_order, fit, macro_f1, shift_image
 
 
 def _settings(**kw) -> FitSettings:
-    base = dict(optimizer="adamw", lr=0.01, weight_decay=0.0, schedule="none", epochs=30,
-                batch_size=32, patience=30, monitor="f1_macro", sampler="natural",
-                augment_shift=0, seed=0)
+    base = dict(
+        optimizer="adamw",
+        lr=0.01,
+        weight_decay=0.0,
+        schedule="none",
+        epochs=30,
+        batch_size=32,
+        patience=30,
+        monitor="f1_macro",
+        sampler="natural",
+        augment_shift=0,
+        seed=0,
+    )
     return FitSettings(**{**base, **kw})
 
 
@@ -38,9 +48,15 @@ def test_mlp_and_cnn_output_logits():
     assert CNN(4, [28, 28], [4, 8], 0.0)(torch.zeros(3, 784)).shape == (3, 4)
 
 
-@pytest.mark.parametrize(("n", "numeric", "requested", "arch"),
-                         [(64, True, "auto", "cnn"), (30, True, "auto", "mlp"),
-                          (64, False, "auto", "mlp"), (64, True, "mlp", "mlp")])
+@pytest.mark.parametrize(
+    ("n", "numeric", "requested", "arch"),
+    [
+        (64, True, "auto", "cnn"),
+        (30, True, "auto", "mlp"),
+        (64, False, "auto", "mlp"),
+        (64, True, "mlp", "mlp"),
+    ],
+)
 def test_choose_arch(n, numeric, requested, arch):
     assert choose_arch(requested, n, numeric) == arch
 
@@ -87,9 +103,12 @@ def test_fit_is_deterministic_for_a_seed():
     for seed in (1, 1, 2):
         torch.manual_seed(seed)
         runs.append(fit(MLP(4, 3, [8], 0.2), (X, y, X, y), 3, _settings(epochs=3, seed=seed)))
-    assert all(torch.equal(runs[0].state_dict[k], runs[1].state_dict[k]) for k in runs[0].state_dict)
-    assert not all(torch.equal(runs[0].state_dict[k], runs[2].state_dict[k])
-                   for k in runs[0].state_dict)
+    assert all(
+        torch.equal(runs[0].state_dict[k], runs[1].state_dict[k]) for k in runs[0].state_dict
+    )
+    assert not all(
+        torch.equal(runs[0].state_dict[k], runs[2].state_dict[k]) for k in runs[0].state_dict
+    )
 
 
 def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
@@ -99,8 +118,14 @@ def test_resume_from_checkpoint_matches_an_uninterrupted_run(tmp_path):
     torch.manual_seed(0)
     full = fit(MLP(4, 3, [8], 0.2), (X, y, X, y), 3, settings)
     torch.manual_seed(0)
-    fit(MLP(4, 3, [8], 0.2), (X, y, X, y), 3, _settings(epochs=6, checkpoint_every=2,
-                                                         schedule="onecycle"), None, ckpt)
+    fit(
+        MLP(4, 3, [8], 0.2),
+        (X, y, X, y),
+        3,
+        _settings(epochs=6, checkpoint_every=2, schedule="onecycle"),
+        None,
+        ckpt,
+    )
     assert ckpt.exists()  # the last checkpoint (epoch 4) stays until the caller removes it
     torch.manual_seed(123)  # a different init: resuming must overwrite it
     resumed = fit(MLP(4, 3, [8], 0.2), (X, y, X, y), 3, settings, None, ckpt)
@@ -113,8 +138,14 @@ def test_checkpoint_for_other_settings_is_ignored(tmp_path):
     X, y = _blobs()
     ckpt = tmp_path / "ckpt.pt"
     fit(MLP(4, 3, [8], 0.0), (X, y, X, y), 3, _settings(epochs=3, checkpoint_every=1), None, ckpt)
-    result = fit(MLP(4, 3, [8], 0.0), (X, y, X, y), 3,
-                 _settings(epochs=3, lr=0.02, checkpoint_every=1), None, ckpt)
+    result = fit(
+        MLP(4, 3, [8], 0.0),
+        (X, y, X, y),
+        3,
+        _settings(epochs=3, lr=0.02, checkpoint_every=1),
+        None,
+        ckpt,
+    )
     assert result.resumed_from == 0
 
 
@@ -151,7 +182,8 @@ def test_macro_f1_matches_sklearn():
     rng = np.random.default_rng(0)
     y_true, y_pred = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
     assert macro_f1(y_true, y_pred, 4) == pytest.approx(
-        f1_score(y_true, y_pred, average="macro", labels=range(4)))
+        f1_score(y_true, y_pred, average="macro", labels=range(4))
+    )
 
 
 def test_build_net_round_trip():

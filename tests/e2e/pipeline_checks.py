@@ -1,4 +1,8 @@
-"""The real `dvc repro` on small settings, checked the way a user would look at the results."""
+"""Checks of a real `dvc repro` on small settings, the way a user would look at the results.
+
+Each ``test_pipeline_<data>.py`` module runs the pipeline once (its ``pipeline`` fixture) and
+imports these checks, so that the two datasets can run on different test workers.
+"""
 
 from __future__ import annotations
 
@@ -11,11 +15,9 @@ HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "l
 ROLES = ("base", "finetuned", "reference")
 
 
-@pytest.fixture(scope="module", params=["digits-lt", "breast-cancer"])
-def pipeline(request, tmp_path_factory) -> tuple[Project, str]:
-    """One full pipeline run per built-in dataset, shared by the checks below."""
-    name = request.param
-    project = make_project(tmp_path_factory.mktemp(name) / "proj", {"data": {"name": name}})
+def run_pipeline(tmp_path_factory, dataset: str) -> tuple[Project, str]:
+    """One full pipeline run on a built-in dataset, shared by the checks below."""
+    project = make_project(tmp_path_factory.mktemp(dataset) / "proj", {"data": {"name": dataset}})
     result = project.run("dvc", "repro")
     return project, result.stdout + result.stderr
 
