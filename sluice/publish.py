@@ -159,11 +159,11 @@ def summary(results: dict[str, dict], versions: dict[str, str]) -> str:
         cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
         table.add_row(role, *cells, versions.get(role, "-"))
     out = io.StringIO()
-    Console(file=out, width=140).print(table)
+    Console(file=out, width=160).print(table)
     return out.getvalue()
 
 
 def _fmt(value: float, ci) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    return f"{value:.4f} [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else f"{value:.4f}"
+    return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"
