@@ -54,19 +54,22 @@ def publish(
 
     from sluice.tracking import run_tags
 
+    tags = run_tags("evaluate")
+    # A reopened run belongs to this process now (stale-run cleanup looks at these tags).
+    owner = {k: v for k, v in tags.items() if k.startswith("sluice.")}
     logged = {}
     for role, clf in models.items():
-        # The reopened run belongs to this process now (stale-run cleanup looks at these tags).
-        owner = {k: v for k, v in run_tags("evaluate").items() if k.startswith("sluice.")}
         with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
             log_evaluation(role, results[role], clf.classes)
             logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
     if not params.registry.register:
         return {}
-    return _register_all(results, models, logged, params)
+    return _register_all(results, models, logged, params, tags)
 
 
-def _register_all(results, models, logged: dict[str, str], params: Params) -> dict[str, str]:
+def _register_all(
+    results, models, logged: dict[str, str], params: Params, run: dict[str, str]
+) -> dict[str, str]:
     """Register every model and move ``challenger``: all of it, or (on failure) none of it."""
     import mlflow
 
@@ -78,7 +81,7 @@ def _register_all(results, models, logged: dict[str, str], params: Params) -> di
             m = results[role]["metrics"]
             tags = {
                 "sluice.role": role,
-                **_lineage_tags(clf, params),
+                **_lineage_tags(clf, params, run),
                 **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE},
             }
             versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
@@ -108,16 +111,13 @@ def log_reference(result: dict, classes: list[str], experiment_id: str, tags: di
         log_evaluation("reference", result, classes)
 
 
-def _lineage_tags(clf: Classifier, params: Params) -> dict[str, str]:
+def _lineage_tags(clf: Classifier, params: Params, run: dict[str, str]) -> dict[str, str]:
     """Where a version came from: commit, experiment, data hashes (as dvc.lock has them), params."""
     from dataclasses import asdict
-
-    from sluice.tracking import run_tags
 
     lineage = clf.spec.get("lineage", {})
     tags = {f"sluice.lineage.{k}": str(v) for k, v in lineage.items()}
     tags["sluice.weights_sha256"] = clf.spec["weights_sha256"]
-    run = run_tags("evaluate")
     tags["sluice.lineage.git_commit"] = run["mlflow.source.git.commit"]
     if "dvc.exp_name" in run:
         tags["sluice.lineage.dvc_exp_name"] = run["dvc.exp_name"]

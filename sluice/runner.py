@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -62,16 +63,18 @@ def run_training(job: TrainingJob, params: Params) -> None:
     torch.set_num_threads(params.train.threads)
     train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
     data = _arrays(job, train_df, val_df)
-    checkpoint = _checkpoint_path(job, params)
+    # Hashed once: the checkpoint key, the dataset inputs and the lineage all use these.
+    md5 = {path: file_md5(path) for path in (job.train_path, job.val_path)}
+    checkpoint = _checkpoint_path(job, md5)
     _remove_torn_checkpoint_writes(checkpoint)
     tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
     with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
         mlflow.log_params(_flatten(job.run_params))
-        _log_dataset(job.train_path, train_df, job.target, "training")
-        _log_dataset(job.val_path, val_df, job.target, "validation")
+        _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
+        _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
         mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
         result = _fit_logged(job, data, checkpoint)
-        _write_outputs(job, result, run.info.run_id)
+        _write_outputs(job, result, run.info.run_id, md5[job.train_path])
     checkpoint.unlink(missing_ok=True)
 
 
@@ -121,10 +124,10 @@ def _log_restored_epochs(records: list[dict[str, float]]) -> None:
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
-def _write_outputs(job: TrainingJob, result: FitResult, run_id: str) -> None:
+def _write_outputs(job: TrainingJob, result: FitResult, run_id: str, train_md5: str) -> None:
     """The bundle (best weights, spec, lineage), then the per-epoch history; both atomic."""
     job.net.load_state_dict(result.state_dict)
-    lineage = {"run_id": run_id, "train_data_md5": file_md5(job.train_path)}
+    lineage = {"run_id": run_id, "train_data_md5": train_md5}
     save_bundle(
         paths.MODELS[job.role],
         job.net,
@@ -162,17 +165,20 @@ class _EpochLogger:
         self.bar.close()
 
 
-def _log_dataset(path: Path, df: pd.DataFrame, target: str, context: str) -> None:
+def _log_dataset(path: Path, md5: str, df: pd.DataFrame, target: str, context: str) -> None:
     """Dataset lineage: the file, its DVC-compatible md5, and its schema."""
     import mlflow
 
-    dataset = mlflow.data.from_pandas(
-        df.head(0), source=str(path), targets=target, name=path.stem, digest=file_md5(path)
-    )
+    with warnings.catch_warnings():
+        # MLflow registers two equivalent local-file source types and warns on every path.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = mlflow.data.from_pandas(
+            df.head(0), source=str(path), targets=target, name=path.stem, digest=md5
+        )
     mlflow.log_input(dataset, context=context)
 
 
-def _checkpoint_path(job: TrainingJob, params: Params) -> Path:
+def _checkpoint_path(job: TrainingJob, md5: dict[Path, str]) -> Path:
     """Checkpoints are keyed by everything that shapes training, so a stale one is never used."""
     key = json.dumps(
         [
@@ -180,8 +186,8 @@ def _checkpoint_path(job: TrainingJob, params: Params) -> Path:
             job.spec["arch"],
             job.spec["args"],
             job.run_params,
-            file_md5(job.train_path),
-            file_md5(job.val_path),
+            md5[job.train_path],
+            md5[job.val_path],
         ],
         sort_keys=True,
         default=str,
