@@ -92,6 +92,7 @@ class TrainConfig:
     model: Literal["auto", "mlp", "cnn"] = "auto"
     hidden: list[int] = field(default_factory=lambda: [64, 32])
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    scaler: Literal["power", "standard"] = "power"
     cnn_grid: int = 4
     dropout: float = 0.3
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"

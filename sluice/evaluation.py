@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from sluice.metrics import bootstrap_metrics, compute_metrics, confusion_rows, pr_points, roc_points
+from sluice.metrics import (
+    bootstrap_metrics,
+    compute_metrics,
+    confusion_rows,
+    metric_value,
+    pr_points,
+    roc_points,
+)
 
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 
@@ -53,11 +60,23 @@ def reference_proba(model, X: np.ndarray, n_classes: int) -> np.ndarray:
     return prob
 
 
-def pick_challenger(metrics: dict[str, dict], primary: str) -> str:
-    """The role with the best primary metric (ties: macro F1); NaN never wins."""
+def selection_scores(y_val: np.ndarray, y_prob: np.ndarray, primary: str) -> dict[str, float]:
+    """The validation scores that choose the challenger: the primary metric, macro F1 and log
+    loss (ROC AUC and F1 often tie near 1.0 on validation rows; log loss rarely does)."""
+    from sklearn.metrics import log_loss
 
-    def key(role: str) -> tuple[float, float]:
+    scores = {k: metric_value(y_val, y_prob, k) for k in dict.fromkeys((primary, "f1_macro"))}
+    scores["log_loss"] = float(log_loss(y_val, y_prob, labels=list(range(y_prob.shape[1]))))
+    return scores
+
+
+def pick_challenger(metrics: dict[str, dict], primary: str) -> str:
+    """The role with the best primary metric (ties: macro F1, then the lower log loss, when
+    given); NaN never wins."""
+
+    def key(role: str) -> tuple[float, ...]:
         m = metrics[role]
-        return tuple(-np.inf if np.isnan(m[k]) else m[k] for k in (primary, "f1_macro"))
+        keys = [m[primary], m["f1_macro"], -m.get("log_loss", 0.0)]
+        return tuple(-np.inf if np.isnan(v) else v for v in keys)
 
     return max(metrics, key=key)

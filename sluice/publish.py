@@ -13,7 +13,7 @@ import pandas as pd
 from sluice import paths, plots
 from sluice.bundle import Classifier
 from sluice.config import Params
-from sluice.evaluation import HEADLINE, pick_challenger
+from sluice.evaluation import HEADLINE
 from sluice.registry_io import log_bundle_model, register
 
 log = logging.getLogger(__name__)
@@ -46,10 +46,15 @@ def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
 
 
 def publish(
-    results: dict[str, dict], models: dict[str, Classifier], test: pd.DataFrame, params: Params
+    results: dict[str, dict],
+    models: dict[str, Classifier],
+    test: pd.DataFrame,
+    params: Params,
+    selection: dict,
 ) -> dict[str, str]:
     """Log each model's evaluation into its training run, log it as an MLflow model, register
-    it, and set ``challenger`` on the better one. Returns role -> registered version."""
+    it, and set ``challenger`` on ``selection["role"]`` (the model chosen on validation).
+    Returns role -> registered version."""
     import mlflow
 
     from sluice.tracking import run_tags
@@ -64,11 +69,11 @@ def publish(
             logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
     if not params.registry.register:
         return {}
-    return _register_all(results, models, logged, params, tags)
+    return _register_all(results, models, logged, params, tags, selection)
 
 
 def _register_all(
-    results, models, logged: dict[str, str], params: Params, run: dict[str, str]
+    results, models, logged: dict[str, str], params: Params, run: dict[str, str], selection: dict
 ) -> dict[str, str]:
     """Register every model and move ``challenger``: all of it, or (on failure) none of it."""
     import mlflow
@@ -83,14 +88,15 @@ def _register_all(
                 "sluice.role": role,
                 **_lineage_tags(clf, params, run),
                 **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE},
+                **{f"val_{k}": f"{v:.6f}" for k, v in selection["val_scores"][role].items()},
             }
             versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
-        best = pick_challenger({r: results[r]["metrics"] for r in models}, params.promote.metric)
+        best = selection["role"]
         record_alias_move(
             name,
             "challenger",
             versions[best],
-            reason=f"best {params.promote.metric} of this pipeline run ({best})",
+            reason=f"best validation {selection['metric']} of this pipeline run ({best})",
         )
     except BaseException:
         client = mlflow.MlflowClient()
@@ -144,8 +150,8 @@ def _dvc_lock_outs() -> dict[str, str]:
     }
 
 
-def summary(results: dict[str, dict], versions: dict[str, str]) -> str:
-    """The table printed at the end of the pipeline."""
+def summary(results: dict[str, dict], versions: dict[str, str], selection: dict) -> str:
+    """The table printed at the end of the pipeline, and which model is the challenger."""
     from rich.console import Console
     from rich.table import Table
 
@@ -158,8 +164,16 @@ def summary(results: dict[str, dict], versions: dict[str, str]) -> str:
         m = result["metrics"]
         cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
         table.add_row(role, *cells, versions.get(role, "-"))
+    scores = ", ".join(
+        f"{role} {s[selection['metric']]:.4f}" for role, s in selection["val_scores"].items()
+    )
     out = io.StringIO()
-    Console(file=out, width=160).print(table)
+    console = Console(file=out, width=160)
+    console.print(table)
+    console.print(
+        f"challenger: {selection['role']} (validation {selection['metric']}: {scores})",
+        highlight=False,
+    )
     return out.getvalue()
 
 

@@ -22,7 +22,10 @@ def serving_requirements() -> list[str]:
     """What a serving environment installs (given explicitly: no slow requirement inference)."""
     from importlib.metadata import version
 
-    pins = [f"{name}=={version(name)}" for name in ("mlflow", "pandas", "numpy", "scikit-learn")]
+    pins = [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "pandas", "numpy", "scipy", "scikit-learn")
+    ]
     # torch's local label (+cpu) is not installable from PyPI; the CPU wheel has the same API.
     return [*pins, f"torch=={version('torch').split('+')[0]}", "pyarrow"]
 

@@ -18,7 +18,13 @@ log = logging.getLogger("sluice.evaluate")
 def main() -> None:
     params = load_params()
     from sluice.bundle import load_bundle
-    from sluice.evaluation import evaluate_predictions, fit_reference, reference_proba
+    from sluice.evaluation import (
+        evaluate_predictions,
+        fit_reference,
+        pick_challenger,
+        reference_proba,
+        selection_scores,
+    )
     from sluice.preprocess import encode_labels
     from sluice.publish import log_reference, publish, summary
     from sluice.tracking import connect, run_tags
@@ -35,6 +41,16 @@ def main() -> None:
         role: evaluate_predictions(y_true, clf.predict_proba(test), classes, n_boot, seed)
         for role, clf in models.items()
     }
+    # The challenger is chosen on the validation split: choosing on test would bias the very
+    # test scores reported for it.
+    val = pd.read_parquet(paths.SPLITS["val"])
+    y_val = encode_labels(val[target], classes, str(paths.SPLITS["val"]))
+    primary = params.promote.metric
+    scores = {
+        r: selection_scores(y_val, clf.predict_proba(val), primary) for r, clf in models.items()
+    }
+    selection = {"role": pick_challenger(scores, primary), "chosen_on": "val", "metric": primary}
+    selection["val_scores"] = scores
     if params.evaluate.reference == "logreg":
         pre = models["base"].preprocessor
         train = pd.read_parquet(paths.RESAMPLED)
@@ -43,11 +59,12 @@ def main() -> None:
         prob = reference_proba(ref, pre.transform(test), len(classes))
         results["reference"] = evaluate_predictions(y_true, prob, classes, n_boot, seed)
         log_reference(results["reference"], classes, experiment_id, run_tags("evaluate"))
-    versions = publish({r: results[r] for r in models}, models, test, params)
+    versions = publish({r: results[r] for r in models}, models, test, params, selection)
     # Reports last: a failure above leaves no metrics or plots that claim a finished evaluation.
     write_reports(results)
-    write_json(paths.REGISTERED, {"model_name": params.registry.model_name, "versions": versions})
-    print(summary(results, versions), file=sys.stderr)
+    registered = {"model_name": params.registry.model_name, "versions": versions}
+    write_json(paths.REGISTERED, {**registered, "challenger": selection})
+    print(summary(results, versions, selection), file=sys.stderr)
 
 
 def write_reports(results: dict[str, dict]) -> None:

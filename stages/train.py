@@ -30,7 +30,10 @@ def main() -> None:
     arch = choose_arch(params.train.model, len(types), all_numeric)
     shape = image_shape_for(len(types)) if arch == "cnn" else None
     # Fitted on the natural training split only: val and test never shape preprocessing.
-    pre = Preprocessor(types, "global" if arch == "cnn" else "column", params.data.max_categories)
+    scaling = (
+        "global" if arch == "cnn" else {"power": "power", "standard": "column"}[params.train.scaler]
+    )
+    pre = Preprocessor(types, scaling, params.data.max_categories)
     pre.fit(train_natural)
     cfg = params.train
     if arch == "cnn":

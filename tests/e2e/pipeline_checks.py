@@ -90,7 +90,13 @@ def test_versions_are_registered_with_roles_and_a_challenger(pipeline):
         assert float(version.tags["test_roc_auc"]) > 0.5
         assert version.tags["sluice.lineage.train_data_md5"]
     challenger = client.get_model_version_by_alias(name, "challenger")
-    assert challenger.tags["sluice.role"] in ("base", "finetuned")
+    chosen = registered["challenger"]
+    assert chosen["chosen_on"] == "val" and challenger.tags["sluice.role"] == chosen["role"]
+    # Chosen on validation scores, never on the test scores it then reports.
+    scores = chosen["val_scores"]
+    metric = chosen["metric"]
+    assert scores[chosen["role"]][metric] == max(s[metric] for s in scores.values())
+    assert challenger.tags[f"val_{metric}"] == f"{scores[chosen['role']][metric]:.6f}"
 
 
 def test_second_repro_skips_every_stage(pipeline):

@@ -68,3 +68,34 @@ def test_encode_labels_refuses_unseen_labels():
     assert encode_labels(pd.Series(["b", "a"]), ["a", "b"], "s").tolist() == [1, 0]
     with pytest.raises(SluiceError, match="val.parquet: label\\(s\\) 'c' never seen"):
         encode_labels(pd.Series(["a", "c"]), ["a", "b"], "val.parquet")
+
+
+def test_power_scaling_makes_a_skewed_column_symmetric():
+    from scipy.stats import skew
+
+    x = np.random.default_rng(0).lognormal(sigma=1.0, size=2000)
+    df = pd.DataFrame({"x": x, "flat": 3.0})
+    types = {"x": "numeric", "flat": "numeric"}
+    standard = Preprocessor(types).fit(df).transform(df)
+    power = Preprocessor(types, scaling="power").fit(df)
+    out = power.transform(df)
+    assert skew(standard[:, 0]) > 2 and abs(skew(out[:, 0])) < 0.25
+    assert out[:, 0].mean() == pytest.approx(0.0, abs=1e-5)
+    assert out[:, 0].std() == pytest.approx(1.0, abs=1e-4)
+    assert power.lambdas_[1] == 1.0 and np.all(out[:, 1] == 0.0)  # a constant column stays put
+
+
+def test_power_scaling_round_trips_and_stays_finite_on_extreme_input():
+    df = pd.DataFrame({"x": np.linspace(0.0, 10.0, 50) ** 3, "color": ["red", "blue"] * 25})
+    pre = Preprocessor(TYPES, scaling="power").fit(df)
+    again = Preprocessor.from_dict(json.loads(json.dumps(pre.to_dict())))
+    new = pd.DataFrame({"x": [5.0, 1e300, -1e300], "color": ["red"] * 3})
+    np.testing.assert_array_equal(pre.transform(new), again.transform(new))
+    assert np.isfinite(pre.transform(new)).all()
+
+
+def test_models_saved_without_power_lambdas_still_load():
+    state = Preprocessor(TYPES).fit(_train()).to_dict()
+    del state["lambdas"]
+    old = Preprocessor.from_dict(state)
+    assert old.lambdas_ is None and old.transform(_train()).shape == (4, 3)
