@@ -6,7 +6,10 @@ model's mean and standard deviation, and the model the pipeline itself marks `ch
 better sluice model on validation: ROC AUC, then macro F1, then log loss). Writes
 benchmarks/results/quality-<data>.json.
 
-    python benchmarks/quality.py [--dataset digits-lt] [--seeds 0 1 2 3 4]
+    python benchmarks/quality.py [--dataset digits-lt] [--seeds 0 1 2 3 4] [--set key=value ...]
+
+``--set`` passes more params to every experiment (``dvc exp run -S``), to compare a variant
+over the same seeds, e.g. ``--set train.epochs=30 --set train.patience=8``.
 """
 
 from __future__ import annotations
@@ -26,12 +29,13 @@ from conftest import make_project  # noqa: E402
 METRICS = ("f1_macro", "roc_auc", "balanced_accuracy", "accuracy")
 
 
-def run_seeds(dataset: str, seeds: list[int]) -> list[dict]:
+def run_seeds(dataset: str, seeds: list[int], overrides: list[str]) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         project = make_project(Path(tmp) / "proj", fast=False)
         for seed in seeds:
-            project.run("dvc", "exp", "run", "-S", f"seed={seed}", "-S", f"data.name={dataset}")
+            sets = [f"seed={seed}", f"data.name={dataset}", *overrides]
+            project.run("dvc", "exp", "run", *(arg for s in sets for arg in ("-S", s)))
             metrics = project.read_json("reports/metrics.json")
             best = project.read_json("reports/registered.json")["challenger"]["role"]
             rows.append(
@@ -73,8 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="digits-lt")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
-    rows = run_seeds(args.dataset, args.seeds)
+    rows = run_seeds(args.dataset, args.seeds, args.set)
     summary = summarise(rows)
     for role, m in summary.items():
         print(

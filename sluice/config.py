@@ -91,7 +91,7 @@ class ResampleConfig:
 class TrainConfig:
     model: Literal["auto", "mlp", "cnn"] = "auto"
     hidden: list[int] = field(default_factory=lambda: [64, 32])
-    channels: list[int] = field(default_factory=lambda: [16, 32, 64])
+    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
     scaler: Literal["power", "standard"] = "power"
     cnn_grid: int = 4
     dropout: float = 0.3

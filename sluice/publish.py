@@ -164,14 +164,16 @@ def summary(results: dict[str, dict], versions: dict[str, str], selection: dict)
         m = result["metrics"]
         cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
         table.add_row(role, *cells, versions.get(role, "-"))
+    names = list(next(iter(selection["val_scores"].values())))
     scores = ", ".join(
-        f"{role} {s[selection['metric']]:.4f}" for role, s in selection["val_scores"].items()
+        f"{role} " + " / ".join(f"{s[k]:.4f}" for k in names)
+        for role, s in selection["val_scores"].items()
     )
     out = io.StringIO()
     console = Console(file=out, width=160)
     console.print(table)
     console.print(
-        f"challenger: {selection['role']} (validation {selection['metric']}: {scores})",
+        f"challenger: {selection['role']}, chosen on validation {' / '.join(names)}: {scores}",
         highlight=False,
     )
     return out.getvalue()
