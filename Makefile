@@ -26,7 +26,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope
 
 ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
+	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
 		--default-artifact-root "$(CURDIR)/mlartifacts" --port $${PORT:-5000} --workers 1
 
 bench: $(STAMP)

@@ -42,7 +42,7 @@ class Classifier:
     def predict_proba(self, df: pd.DataFrame, source: str = "input") -> np.ndarray:
         """(n, K) probabilities, columns in ``self.classes`` order."""
         X = torch.from_numpy(self.preprocessor.transform(df, source))
-        return predict_proba(self.net, X).numpy().astype(np.float64)
+        return predict_proba(self.net, X, dtype=torch.float64).numpy()
 
     def predict_frame(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """A frame with one probability column per class (named by class)."""

@@ -8,7 +8,6 @@ status, promote (gated), rollback, history and predict. Every command reads ``pa
 from __future__ import annotations
 
 import json
-import os
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -40,8 +39,6 @@ def _setup(params_path: Path, model_name: str | None):
     from sluice.config import load_params
     from sluice.tracking import use_store
 
-    # MLflow's per-file download bars would drown the command's own output.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     params = load_params(params_path)
     use_store()
     return params, model_name or params.registry.model_name

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -35,9 +34,6 @@ def log_bundle_model(bundle_dir: Path, example: pd.DataFrame, classifier: Classi
     """Log the bundle as a models-from-code pyfunc in the active run; return the model URI."""
     import mlflow
 
-    # MLflow re-reads the logged model to check the input example; its download progress bars
-    # would only clutter the pipeline log (a user's own setting wins).
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     example = example[classifier.feature_columns].head(5)
     info = mlflow.pyfunc.log_model(
         name="model",

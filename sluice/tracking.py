@@ -18,6 +18,14 @@ log = logging.getLogger(__name__)
 STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
+# MLflow settings sluice changes unless the user set them: no usage telemetry (the pipeline makes
+# no network calls of its own, and MLflow's would wait on a timeout offline), and no per-file
+# progress bars while MLflow re-reads a model it just logged (they drown the stage's output).
+MLFLOW_DEFAULTS = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+}
+
 
 def project_root() -> Path:
     """The main repository: ``DVC_ROOT`` (also inside queued experiments' temp copies) or cwd."""
@@ -48,6 +56,8 @@ def artifact_location() -> str | None:
 
 def use_store() -> str:
     """Point MLflow (tracking and registry) at the store; fail fast if a server is down."""
+    for name, value in MLFLOW_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     import mlflow
 
     uri = tracking_uri()

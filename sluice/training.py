@@ -106,10 +106,19 @@ def train_step(net, opt, sched, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> 
 
 
 @torch.no_grad()
-def predict_proba(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Class probabilities (n, K) in eval mode."""
+def predict_proba(
+    net: nn.Module, X: torch.Tensor, batch_size: int = 4096, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """Class probabilities (n, K) in eval mode; the softmax is taken in ``dtype``.
+
+    Rows of float32 probabilities sum to 1 only within about 1e-7, which scikit-learn's
+    ``log_loss`` rejects in float64: callers that hand probabilities on ask for float64.
+    """
     net.eval()
-    parts = [torch.softmax(net(X[i : i + batch_size]), dim=1) for i in range(0, len(X), batch_size)]
+    parts = [
+        torch.softmax(net(X[i : i + batch_size]).to(dtype), dim=1)
+        for i in range(0, len(X), batch_size)
+    ]
     return torch.cat(parts) if parts else torch.empty(0)
 
 

@@ -8,6 +8,7 @@ from sluice.config import load_params
 from sluice.datasets import load_raw
 from sluice.errors import report_errors
 from sluice.io import write_json, write_table
+from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.clean")
 
@@ -40,4 +41,4 @@ def describe_types(report: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -10,6 +10,7 @@ from sluice import paths
 from sluice.config import load_params
 from sluice.errors import report_errors
 from sluice.io import read_json, write_json, write_table
+from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.evaluate")
 
@@ -82,4 +83,4 @@ def _points(curve: dict, keys: tuple[str, str]) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

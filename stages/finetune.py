@@ -6,6 +6,7 @@ from sluice import paths
 from sluice.config import load_params
 from sluice.errors import report_errors
 from sluice.io import read_json
+from sluice.stage import run_stage
 
 
 @report_errors
@@ -58,4 +59,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

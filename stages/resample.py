@@ -8,6 +8,7 @@ from sluice.config import load_params
 from sluice.errors import report_errors
 from sluice.io import read_json, read_table, write_json, write_table
 from sluice.resampling import resample
+from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.resample")
 
@@ -31,4 +32,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -7,6 +7,7 @@ from sluice.config import load_params
 from sluice.errors import report_errors
 from sluice.io import read_json, read_table, write_json, write_table
 from sluice.splitting import cut_long_tail, sorted_labels, stratified_split
+from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.split")
 
@@ -34,4 +35,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

@@ -12,6 +12,7 @@ from sluice.io import read_json
 from sluice.preprocess import Preprocessor
 from sluice.resampling import class_weights
 from sluice.splitting import sorted_labels
+from sluice.stage import run_stage
 
 
 @report_errors
@@ -83,4 +84,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main)

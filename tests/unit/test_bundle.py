@@ -37,7 +37,9 @@ def test_round_trip_predicts_the_same(tmp_path):
     path, net, frame = _bundle(tmp_path)
     clf = load_bundle(path)
     expected = torch.softmax(net(torch.from_numpy(clf.preprocessor.transform(frame))), 1)
-    np.testing.assert_allclose(clf.predict_proba(frame), expected.detach().numpy(), rtol=1e-6)
+    prob = clf.predict_proba(frame)
+    assert prob.dtype == np.float64
+    np.testing.assert_allclose(prob, expected.detach().numpy(), rtol=1e-6)
     out = clf.predict_frame(frame)
     assert list(out.columns) == ["no", "yes"]
     assert clf.feature_columns == ["a", "c"]

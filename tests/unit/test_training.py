@@ -15,7 +15,7 @@ from sluice.nets import (
     image_shape_for,
     replace_head,
 )
-from sluice.training import FitSettings, batch_order, fit, macro_f1, shift_images
+from sluice.training import FitSettings, batch_order, fit, macro_f1, predict_proba, shift_images
 
 
 def _settings(**kw) -> FitSettings:
@@ -189,3 +189,14 @@ def test_macro_f1_matches_sklearn():
 def test_build_net_round_trip():
     net = build_net("cnn", {"n_classes": 3, "image_shape": [8, 8], "channels": [4], "dropout": 0})
     assert isinstance(net, CNN)
+
+
+def test_probabilities_in_float64_sum_to_one():
+    """Float32 rows are off by ~1e-7, which scikit-learn's log_loss warns about in float64."""
+    torch.manual_seed(0)
+    net = MLP(8, 10, [16], 0.0)
+    X = torch.randn(500, 8) * 10
+    off32 = (predict_proba(net, X).double().sum(1) - 1).abs().max()
+    off64 = (predict_proba(net, X, dtype=torch.float64).sum(1) - 1).abs().max()
+    assert off32 > 1e-8
+    assert off64 < 1e-12
