@@ -50,6 +50,21 @@ def feature_types(report: dict[str, Any]) -> dict[str, str]:
     return {name: info["type"] for name, info in report["columns"].items()}
 
 
+def describe_types(report: dict[str, Any], shown: int = 4) -> str:
+    """What the user should check, one group per type and origin, e.g.
+    ``2 numeric (inferred): age, income; 1 categorical (declared): zip``. Long groups show
+    their first ``shown`` columns and how many more there are."""
+    groups: dict[str, list[str]] = {}
+    for col, info in report["columns"].items():
+        origin = "inferred" if info["inferred"] else "declared"
+        groups.setdefault(f"{info['type']} ({origin})", []).append(col)
+    parts = []
+    for kind, cols in groups.items():
+        more = f", ... (+{len(cols) - shown} more)" if len(cols) > shown else ""
+        parts.append(f"{len(cols)} {kind}: {', '.join(cols[:shown])}{more}")
+    return "; ".join(parts)
+
+
 @dataclass
 class _Run:
     """One cleaning run: its settings and the report it fills in."""

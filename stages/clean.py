@@ -3,7 +3,7 @@
 import logging
 
 from sluice import paths
-from sluice.cleaning import clean_table
+from sluice.cleaning import clean_table, describe_types
 from sluice.config import load_params
 from sluice.datasets import load_raw
 from sluice.errors import report_errors
@@ -30,14 +30,6 @@ def main() -> None:
         {k: v for k, v in report["dropped"].items() if v} or "nothing",
     )
     log.info("clean: column types (see reports/clean.json): %s", describe_types(report))
-
-
-def describe_types(report: dict) -> str:
-    """``age numeric (inferred), zip categorical (declared)``: what the user should check."""
-    return ", ".join(
-        f"{col} {info['type']} ({'inferred' if info['inferred'] else 'declared'})"
-        for col, info in report["columns"].items()
-    )
 
 
 if __name__ == "__main__":

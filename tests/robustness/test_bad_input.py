@@ -272,7 +272,8 @@ def test_class_too_small_for_smote_is_refused(outcomes):
 def test_rare_class_drop_policy_is_applied_and_reported(outcomes):
     outcome = outcomes["rare dropped"]
     assert outcome.proc.returncode == 0, outcome.proc.stderr[-3000:]
-    assert "column types (see reports/clean.json): x1 numeric (inferred)" in outcome.proc.stderr
+    types = "column types (see reports/clean.json): 2 numeric (inferred): x1, x2"
+    assert types in outcome.proc.stderr
     assert "dropped rare classes {'rare': 4}" in outcome.proc.stderr
     report = outcome.project.read_json("reports/clean.json")
     assert report["dropped_classes"] == ["rare"]

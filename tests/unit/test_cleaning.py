@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.cleaning import DROP_REASONS, FIX_REASONS, clean_table, feature_types
+from sluice.cleaning import (
+    DROP_REASONS,
+    FIX_REASONS,
+    clean_table,
+    describe_types,
+    feature_types,
+)
 from sluice.config import CleanConfig
 from sluice.errors import SluiceError
 
@@ -78,6 +84,15 @@ def test_declared_types_override_inference() -> None:
     assert out["z"].tolist() == [str(i) for i in range(10)]
     assert report["columns"]["w"]["type"] == "numeric" and pd.isna(out["w"][2])
     assert report["fixed"]["bad_value_to_missing"] == 1
+    assert describe_types(report) == (
+        "1 numeric (inferred): x; 1 categorical (declared): z; 1 numeric (declared): w"
+    )
+
+
+def test_type_summary_shortens_long_groups() -> None:
+    pixels = {f"px_{i}": list(range(i, i + 10)) for i in range(64)}
+    _, report = clean(frame(**pixels))
+    assert describe_types(report, shown=2) == "65 numeric (inferred): x, px_0, ... (+63 more)"
 
 
 def test_declared_column_absent() -> None:

@@ -1,0 +1,51 @@
+"""How a stage process runs: collector settings, exit status, frozen objects at exit.
+
+Each check runs in its own interpreter: freezing objects is process-wide and must not leak
+into the test session.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+
+def _run(body: str) -> subprocess.CompletedProcess:
+    code = "import gc, sys\nfrom sluice.stage import run_stage\n" + textwrap.dedent(body)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_survivors_of_older_collections_are_frozen_and_young_cycles_still_collected():
+    result = _run(
+        """
+        def main():
+            before = gc.get_freeze_count()
+            kept = [[i] for i in range(10_000)]
+            gc.collect(1)
+            frozen = gc.get_freeze_count()
+            assert frozen >= before + len(kept), (before, frozen)
+            a, b = [], []
+            a.append(b)
+            b.append(a)
+            del a, b
+            assert gc.collect(0) >= 2  # a fresh cycle is still garbage-collected
+            print("ok")
+
+        run_stage(main)
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_exit_status_and_output_of_main_are_kept():
+    result = _run(
+        """
+        def main():
+            print("written")
+            sys.exit(3)
+
+        run_stage(main)
+        """
+    )
+    assert result.returncode == 3
+    assert result.stdout.strip() == "written"
