@@ -3,19 +3,22 @@
 For each seed, runs the real pipeline as a DVC experiment in a temporary copy of the project
 (default params unless --dataset says otherwise) and reads reports/metrics.json. Reports each
 model's mean and standard deviation, and the model the pipeline itself marks `challenger` (the
-better sluice model on validation: ROC AUC, then macro F1, then log loss). Writes
-benchmarks/results/quality-<data>.json.
+better sluice model on validation: ROC AUC, then macro F1, then log loss), with the validation
+scores behind that choice. Writes benchmarks/results/quality-<data>.json, or
+quality-<data>-<variant>.json for a run with --set.
 
     python benchmarks/quality.py [--dataset digits-lt] [--seeds 0 1 2 3 4] [--set key=value ...]
 
 ``--set`` passes more params to every experiment (``dvc exp run -S``), to compare a variant
-over the same seeds, e.g. ``--set train.epochs=30 --set train.patience=8``.
+over the same seeds, e.g. ``--set train.epochs=30 --set train.patience=8``. Choose between
+variants on the validation scores: choosing on test scores would make them optimistic.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -37,12 +40,14 @@ def run_seeds(dataset: str, seeds: list[int], overrides: list[str]) -> list[dict
             sets = [f"seed={seed}", f"data.name={dataset}", *overrides]
             project.run("dvc", "exp", "run", *(arg for s in sets for arg in ("-S", s)))
             metrics = project.read_json("reports/metrics.json")
-            best = project.read_json("reports/registered.json")["challenger"]["role"]
+            selection = project.read_json("reports/registered.json")["challenger"]
+            best = selection["role"]
             rows.append(
                 {
                     "seed": seed,
                     "challenger": best,
                     **{role: {k: metrics[role][k] for k in METRICS} for role in metrics},
+                    "val": selection["val_scores"],
                 }
             )
             print(
@@ -70,6 +75,10 @@ def summarise(rows: list[dict]) -> dict:
             }
             for k in METRICS
         }
+    for role in rows[0]["val"]:
+        out.setdefault("val", {})[role] = {
+            k: statistics.mean(r["val"][role][k] for r in rows) for k in rows[0]["val"][role]
+        }
     return out
 
 
@@ -82,11 +91,16 @@ def main() -> None:
     rows = run_seeds(args.dataset, args.seeds, args.set)
     summary = summarise(rows)
     for role, m in summary.items():
+        if role == "val":
+            for r, scores in m.items():
+                print(f"{'val ' + r:>14}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
+            continue
         print(
-            f"{role:>10}: "
+            f"{role:>14}: "
             + ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in m.items())
         )
-    out = ROOT / "benchmarks" / "results" / f"quality-{args.dataset}.json"
+    variant = "".join(f"-{re.sub(r'[^A-Za-z0-9.]+', '_', s)}" for s in args.set)
+    out = ROOT / "benchmarks" / "results" / f"quality-{args.dataset}{variant}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps({"seeds": rows, "summary": summary}, indent=2) + "\n")
 
