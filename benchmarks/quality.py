@@ -75,11 +75,15 @@ def summarise(rows: list[dict]) -> dict:
             }
             for k in METRICS
         }
-    for role in rows[0]["val"]:
-        out.setdefault("val", {})[role] = {
-            k: statistics.mean(r["val"][role][k] for r in rows) for k in rows[0]["val"][role]
-        }
     return out
+
+
+def validation_means(rows: list[dict]) -> dict:
+    """Mean validation scores per sluice model: what the challenger is chosen on."""
+    return {
+        role: {k: statistics.mean(r["val"][role][k] for r in rows) for k in scores}
+        for role, scores in rows[0]["val"].items()
+    }
 
 
 def main() -> None:
@@ -91,14 +95,13 @@ def main() -> None:
     rows = run_seeds(args.dataset, args.seeds, args.set)
     summary = summarise(rows)
     for role, m in summary.items():
-        if role == "val":
-            for r, scores in m.items():
-                print(f"{'val ' + r:>14}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
-            continue
         print(
             f"{role:>14}: "
             + ", ".join(f"{k} {v['mean']:.4f} ± {v['std']:.4f}" for k, v in m.items())
         )
+    summary["val"] = validation_means(rows)
+    for role, scores in summary["val"].items():
+        print(f"{'val ' + role:>14}: " + ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     variant = "".join(f"-{re.sub(r'[^A-Za-z0-9.]+', '_', s)}" for s in args.set)
     out = ROOT / "benchmarks" / "results" / f"quality-{args.dataset}{variant}.json"
     out.parent.mkdir(exist_ok=True)
