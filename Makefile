@@ -35,3 +35,4 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check sluice stages tests benchmarks
 	$(BIN)/ruff format --check sluice stages tests benchmarks
+	$(BIN)/lint-imports

@@ -37,7 +37,7 @@ NameOpt = Annotated[
 def _setup(params_path: Path, model_name: str | None):
     """Validate params, point MLflow at the store; return (params, model name)."""
     from sluice.config import load_params
-    from sluice.tracking import use_store
+    from sluice.tracking.store import use_store
 
     params = load_params(params_path)
     use_store()
@@ -48,7 +48,7 @@ def _setup(params_path: Path, model_name: str | None):
 @report_errors
 def status(params_path: ParamsOpt = Path("params.yaml"), model_name: NameOpt = None) -> None:
     """Registered versions, their aliases, role and test metrics, and the last gate verdict."""
-    from sluice.registry import aliases, list_versions, require_model
+    from sluice.tracking.registry import aliases, list_versions, require_model
 
     _, name = _setup(params_path, model_name)
     require_model(name)
@@ -77,8 +77,8 @@ def promote(
 
     Exit codes: 0 promoted; 3 refused by the gate (or already champion); 1 error.
     """
-    from sluice.promotion import promote as run_promote
-    from sluice.promotion import read_test_split
+    from sluice.lifecycle.promotion import promote as run_promote
+    from sluice.lifecycle.promotion import read_test_split
 
     params, name = _setup(params_path, model_name)
     test, target = read_test_split()
@@ -98,7 +98,7 @@ def rollback(
     model_name: NameOpt = None,
 ) -> None:
     """Move `champion` back to the version the last promotion replaced (repeat to go further)."""
-    from sluice.promotion import rollback as run_rollback
+    from sluice.lifecycle.promotion import rollback as run_rollback
 
     _, name = _setup(params_path, model_name)
     entry = run_rollback(name, reason)
@@ -117,7 +117,7 @@ def history(
     model_name: NameOpt = None,
 ) -> None:
     """Every recorded alias move (and refused promotion): when, from, to, verdict, who, why."""
-    from sluice.registry import read_history, require_model
+    from sluice.tracking.registry import read_history, require_model
 
     _, name = _setup(params_path, model_name)
     require_model(name)
@@ -147,9 +147,9 @@ def predict(
     model_name: NameOpt = None,
 ) -> None:
     """Score a CSV: `predicted` label and `prob_<class>` per class, written atomically."""
-    from sluice.predict import predict_csv
-    from sluice.promotion import model_ref
-    from sluice.registry_io import load_registered
+    from sluice.lifecycle.predict import predict_csv
+    from sluice.lifecycle.promotion import model_ref
+    from sluice.tracking.registry_io import load_registered
 
     _, name = _setup(params_path, model_name)
     classifier, version = load_registered(model_ref(model), name)

@@ -1,38 +1,55 @@
-"""params.yaml, parsed once into frozen dataclasses that reject unknown keys and bad values."""
+"""params.yaml, parsed once into frozen pydantic models that refuse unknown keys and bad values.
+
+A mistake becomes one line naming the key, the value and what to do (``format_error``); the
+whole file is validated before a stage does any work.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import types
 import typing
-from dataclasses import dataclass, field
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import annotated_types
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from sluice.errors import SluiceError
 
 BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer")
+NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
+GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
+_REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
 
 
-@dataclass(frozen=True)
-class DataConfig:
+def between(kind: type, low: float, high: float) -> Any:
+    """``kind`` limited to ``low..high`` (both included)."""
+    return Annotated[kind, Field(ge=low, le=high)]
+
+
+class Section(BaseModel):
+    """A params section: frozen, strict types (no "3" for 3), unknown keys refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(Section):
     name: Literal["digits-lt", "digits", "breast-cancer"] = "digits-lt"
     path: str | None = None
     target: str | None = None
-    imbalance_factor: float = 10.0
-    columns: dict[str, str] = field(default_factory=dict)
-    drop_columns: list[str] = field(default_factory=list)
-    max_categories: int = 50
+    imbalance_factor: between(float, 1.0, 1000.0) = 10.0
+    columns: dict[str, Literal["numeric", "categorical"]] = {}
+    drop_columns: list[str] = []
+    max_categories: between(int, 2, 10_000) = 50
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _target_with_path(self) -> DataConfig:
         if self.path is not None and not self.target:
             _bad("data.target", None, "name the label column of data.path")
-        _check_range("data.imbalance_factor", self.imbalance_factor, 1.0, 1000.0)
-        _check_range("data.max_categories", self.max_categories, 2, 10_000)
-        for col, kind in self.columns.items():
-            if kind not in ("numeric", "categorical"):
-                _bad(f"data.columns.{col}", kind, "use numeric or categorical")
+        return self
 
     @property
     def source(self) -> str:
@@ -40,36 +57,30 @@ class DataConfig:
         return self.path or f"built-in dataset {self.name}"
 
 
-@dataclass(frozen=True)
-class CleanConfig:
+class CleanConfig(Section):
     duplicates: Literal["drop", "keep"] = "drop"
     conflicting_labels: Literal["drop", "error"] = "drop"
     missing_target: Literal["drop", "error"] = "drop"
     bad_values: Literal["error", "missing"] = "error"
     label_case: Literal["merge", "keep"] = "merge"
-    min_class_rows: int = 10
+    min_class_rows: between(int, 3, 1_000_000) = 10
     rare_classes: Literal["error", "drop"] = "error"
 
-    def __post_init__(self) -> None:
-        _check_range("clean.min_class_rows", self.min_class_rows, 3, 1_000_000)
 
+class SplitConfig(Section):
+    val_size: between(float, 0.01, 0.9) = 0.2
+    test_size: between(float, 0.01, 0.9) = 0.2
 
-@dataclass(frozen=True)
-class SplitConfig:
-    val_size: float = 0.2
-    test_size: float = 0.2
-
-    def __post_init__(self) -> None:
-        _check_range("split.val_size", self.val_size, 0.01, 0.9)
-        _check_range("split.test_size", self.test_size, 0.01, 0.9)
+    @model_validator(mode="after")
+    def _rows_left_to_train(self) -> SplitConfig:
         if self.val_size + self.test_size >= 0.95:
             _bad(
                 "split.val_size", self.val_size, "val_size + test_size must leave rows to train on"
             )
+        return self
 
 
-@dataclass(frozen=True)
-class ResampleConfig:
+class ResampleConfig(Section):
     method: Literal[
         "none",
         "random_over",
@@ -80,74 +91,51 @@ class ResampleConfig:
         "smote_tomek",
         "smote_enn",
     ] = "random_over"
-    k_neighbors: int = 5
+    k_neighbors: between(int, 1, 100) = 5
     class_weights: bool = False
 
-    def __post_init__(self) -> None:
-        _check_range("resample.k_neighbors", self.k_neighbors, 1, 100)
+
+Widths = Annotated[list[between(int, 1, 1_000_000)], Field(min_length=1)]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     model: Literal["auto", "mlp", "cnn"] = "auto"
-    hidden: list[int] = field(default_factory=lambda: [64, 32])
-    channels: list[int] = field(default_factory=lambda: [16, 32, 32])
+    hidden: Widths = [64, 32]
+    channels: Widths = [16, 32, 32]
     scaler: Literal["power", "standard"] = "power"
-    cnn_grid: int = 4
-    dropout: float = 0.3
+    cnn_grid: between(int, 1, 16) = 4
+    dropout: between(float, 0.0, 0.95) = 0.3
     optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = 0.003
-    weight_decay: float = 0.0005
+    lr: between(float, 1e-7, 10.0) = 0.003
+    weight_decay: between(float, 0.0, 1.0) = 0.0005
     schedule: Literal["onecycle", "cosine", "step", "none"] = "onecycle"
-    epochs: int = 40
-    batch_size: int = 64
-    patience: int = 10
+    epochs: between(int, 1, 100_000) = 40
+    batch_size: between(int, 1, 1_000_000) = 64
+    patience: between(int, 1, 100_000) = 10
     monitor: Literal["loss", "f1_macro"] = "loss"
     sampler: Literal["natural", "balanced"] = "natural"
-    augment_shift: int = 1
-    threads: int = 1
-    checkpoint_every: int = 5
-
-    def __post_init__(self) -> None:
-        _check_range("train.lr", self.lr, 1e-7, 10.0)
-        _check_range("train.epochs", self.epochs, 1, 100_000)
-        _check_range("train.batch_size", self.batch_size, 1, 1_000_000)
-        _check_range("train.dropout", self.dropout, 0.0, 0.95)
-        _check_range("train.weight_decay", self.weight_decay, 0.0, 1.0)
-        _check_range("train.patience", self.patience, 1, 100_000)
-        _check_range("train.augment_shift", self.augment_shift, 0, 4)
-        _check_range("train.threads", self.threads, 1, 256)
-        _check_range("train.checkpoint_every", self.checkpoint_every, 1, 100_000)
-        _check_range("train.cnn_grid", self.cnn_grid, 1, 16)
-        if not self.hidden or min(self.hidden) < 1:
-            _bad("train.hidden", self.hidden, "give a list of positive layer widths")
-        if not self.channels or min(self.channels) < 1:
-            _bad("train.channels", self.channels, "give a list of positive channel counts")
+    augment_shift: between(int, 0, 4) = 1
+    threads: between(int, 1, 256) = 1
+    checkpoint_every: between(int, 1, 100_000) = 5
 
 
-@dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Section):
     init_from: str = "models/base"
     data: Literal["train", "resampled"] = "train"
     sampler: Literal["natural", "balanced"] = "balanced"
-    freeze: list[str] = field(default_factory=lambda: ["features.0", "features.1"])
+    freeze: list[str] = ["features.0", "features.1"]
     reinit_head: bool = False
-    lr: float = 0.0003
-    epochs: int = 15
-    patience: int = 5
+    lr: between(float, 1e-8, 10.0) = 0.0003
+    epochs: between(int, 1, 100_000) = 15
+    patience: between(int, 1, 100_000) = 5
 
-    def __post_init__(self) -> None:
-        _check_range("finetune.lr", self.lr, 1e-8, 10.0)
-        _check_range("finetune.epochs", self.epochs, 1, 100_000)
-        _check_range("finetune.patience", self.patience, 1, 100_000)
+    @model_validator(mode="after")
+    def _known_modules_and_start(self) -> FinetuneConfig:
         for name in self.freeze:
             if name.split(".")[0] not in NET_MODULES:
                 _bad("finetune.freeze", name, "name modules under features or head, e.g. features")
         _check_init_from(self.init_from)
-
-
-NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
-_REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
+        return self
 
 
 def _check_init_from(init_from: str) -> None:
@@ -165,68 +153,54 @@ def _check_init_from(init_from: str) -> None:
         )
 
 
-@dataclass(frozen=True)
-class EvaluateConfig:
-    bootstrap: int = 1000
+class EvaluateConfig(Section):
+    bootstrap: between(int, 0, 100_000) = 1000
     reference: Literal["logreg", "none"] = "logreg"
 
-    def __post_init__(self) -> None:
-        _check_range("evaluate.bootstrap", self.bootstrap, 0, 100_000)
+
+Name = Annotated[str, Field(pattern=r"\S")]  # not empty, not only spaces
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
-    model_name: str = "sluice-classifier"
-    experiment: str = "sluice"
-    register: bool = True
+with warnings.catch_warnings():
+    # pydantic warns that `register` shadows ABCMeta.register, a class-level method only: on
+    # an instance the name is the field.
+    warnings.filterwarnings("ignore", message='Field name "register"')
 
-    def __post_init__(self) -> None:
-        if not self.model_name.strip():
-            _bad("registry.model_name", self.model_name, "give a non-empty name")
-        if not self.experiment.strip():
-            _bad("registry.experiment", self.experiment, "give a non-empty name")
+    class RegistryConfig(Section):
+        model_name: Name = "sluice-classifier"
+        experiment: Name = "sluice"
+        register: bool = True
 
 
-@dataclass(frozen=True)
-class PromoteConfig:
+Share = between(float, 0.0, 1.0)
+
+
+class PromoteConfig(Section):
     metric: str = "roc_auc"
-    min_delta: float = 0.0
-    guards: dict[str, float] = field(
-        default_factory=lambda: {"f1_macro": 0.01, "balanced_accuracy": 0.01}
-    )
-    floors: dict[str, float] = field(default_factory=lambda: {"roc_auc": 0.9})
-    bootstrap: int = 1000
+    min_delta: Share = 0.0
+    guards: dict[str, Share] = {"f1_macro": 0.01, "balanced_accuracy": 0.01}
+    floors: dict[str, Share] = {"roc_auc": 0.9}
+    bootstrap: between(int, 100, 100_000) = 1000
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _gate_metrics(self) -> PromoteConfig:
         for key in [self.metric, *self.guards, *self.floors]:
             if key not in GATE_METRICS:
                 _bad("promote", key, f"use one of {', '.join(GATE_METRICS)}")
-        _check_range("promote.min_delta", self.min_delta, 0.0, 1.0)
-        _check_range("promote.bootstrap", self.bootstrap, 100, 100_000)
-        for key, value in self.guards.items():
-            _check_range(f"promote.guards.{key}", value, 0.0, 1.0)
-        for key, value in self.floors.items():
-            _check_range(f"promote.floors.{key}", value, 0.0, 1.0)
+        return self
 
 
-GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
-
-
-@dataclass(frozen=True)
-class Params:
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    clean: CleanConfig = field(default_factory=CleanConfig)
-    split: SplitConfig = field(default_factory=SplitConfig)
-    resample: ResampleConfig = field(default_factory=ResampleConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
-    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
-    promote: PromoteConfig = field(default_factory=PromoteConfig)
-
-    def __post_init__(self) -> None:
-        _check_range("seed", self.seed, 0, 2**32 - 1)  # what numpy and scikit-learn accept
+class Params(Section):
+    seed: between(int, 0, 2**32 - 1) = 0  # what numpy and scikit-learn accept
+    data: DataConfig = DataConfig()
+    clean: CleanConfig = CleanConfig()
+    split: SplitConfig = SplitConfig()
+    resample: ResampleConfig = ResampleConfig()
+    train: TrainConfig = TrainConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    registry: RegistryConfig = RegistryConfig()
+    promote: PromoteConfig = PromoteConfig()
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:
@@ -235,81 +209,118 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.load(path.read_text(), Loader=_yaml_loader()) or {}
     except FileNotFoundError:
         raise SluiceError(f"{path} not found; run from the project root") from None
     except yaml.YAMLError as exc:
         raise SluiceError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise SluiceError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
-    return parse_section(Params, raw, "")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise SluiceError(format_error(exc.errors()[0], Params)) from None
 
 
-def parse_section(cls: type, raw: dict[str, Any], prefix: str) -> Any:
-    """Build dataclass ``cls`` from ``raw``, naming the offending key on any mistake."""
-    if not isinstance(raw, dict):
-        _bad(prefix.rstrip("."), raw, "expected a mapping")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        key = f"{prefix}{unknown[0]}"
-        raise SluiceError(
-            f"params.yaml: unknown key '{key}'; known keys: {', '.join(sorted(names))}"
-        )
-    values = {}
-    for name, value in raw.items():
-        key = f"{prefix}{name}"
-        kind = hints[name]
-        if dataclasses.is_dataclass(kind):
-            values[name] = parse_section(kind, value or {}, f"{key}.")
-        else:
-            values[name] = _coerce(key, value, kind)
-    return cls(**values)
+# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes
+# `dvc exp run -S train.lr=0.000001` as 1e-06). Integers with underscores are YAML 1.1 already.
+_FLOAT_12 = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$"
+    r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+)
 
 
-def _coerce(key: str, value: Any, kind: Any) -> Any:
-    origin = typing.get_origin(kind)
-    args = typing.get_args(kind)
-    if origin in (types.UnionType, typing.Union):
-        if value is None and type(None) in args:
-            return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner)
-    if origin is Literal:
-        if value not in args:
-            _bad(key, value, f"use one of {', '.join(map(str, args))}")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            _bad(key, value, "expected a list")
-        return [_coerce(f"{key}[{i}]", v, args[0]) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            _bad(key, value, "expected a mapping")
-        return {str(k): _coerce(f"{key}.{k}", v, args[1]) for k, v in value.items()}
-    if kind is bool:
-        if not isinstance(value, bool):
-            _bad(key, value, "expected true or false")
-        return value
-    if kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            _bad(key, value, "expected an integer")
-        return value
-    if kind is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            _bad(key, value, "expected a number")
-        return float(value)
-    if kind is str:
-        if not isinstance(value, str):
-            _bad(key, value, "expected a string")
-        return value
-    raise TypeError(f"unsupported params type {kind!r} for {key}")
+def _yaml_loader() -> type:
+    """PyYAML's (C) safe loader that also resolves YAML 1.2 floats such as ``1e-06``."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("ParamsLoader", (base,), {})
+    loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
+    # Inserted after int's resolver, so 10 stays an int and only non-integers become floats.
+    loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+    return loader
 
 
-def _check_range(key: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        _bad(key, value, f"use a value between {low:g} and {high:g}")
+def format_error(err: dict[str, Any], model: type[BaseModel]) -> str:
+    """One line for pydantic's first error: the key, the bad value and what to do."""
+    loc = err["loc"]
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        known = _owner(model, loc[:-1])
+        names = ", ".join(sorted(known.model_fields)) if known else ""
+        return f"params.yaml: unknown key '{key}'; known keys: {names}"
+    value = err.get("input")
+    if err["type"] in _BOUNDS and _field(model, loc)[0] is float:
+        value = float(value)  # as the section holds it: 90 is the number 90.0
+    return f"params.yaml: bad value {value!r} for '{key}'; {_hint(err, model)}"
+
+
+_TYPE_HINTS = {
+    "float_type": "expected a number",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "too_short": "give at least one value",
+    "string_pattern_mismatch": "give a non-empty name",
+}
+_BOUNDS = ("greater_than_equal", "less_than_equal")
+
+
+def _hint(err: dict[str, Any], model: type[BaseModel]) -> str:
+    kind = err["type"]
+    if kind in _TYPE_HINTS:
+        return _TYPE_HINTS[kind]
+    annotation, meta = _field(model, err["loc"])
+    if kind == "literal_error":
+        return f"use one of {', '.join(map(str, typing.get_args(annotation)))}"
+    if kind in _BOUNDS:
+        low = next(m.ge for m in meta if isinstance(m, annotated_types.Ge))
+        high = next(m.le for m in meta if isinstance(m, annotated_types.Le))
+        return f"use a value between {low:g} and {high:g}"
+    return err["msg"]
+
+
+def _owner(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The section model at ``loc`` (``()`` is the whole file)."""
+    annotation, _ = _field(model, loc)
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _field(model: type[BaseModel], loc: tuple) -> tuple[Any, list[Any]]:
+    """The annotation and constraint metadata of the value at ``loc``, walking into sections,
+    list items and mapping values."""
+    annotation: Any = model
+    meta: list[Any] = []
+    for part in loc:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info: FieldInfo = annotation.model_fields[part]
+            annotation, meta = info.annotation, list(info.metadata)
+        else:  # list[X] item or dict[str, X] value
+            annotation, meta = _unwrap(typing.get_args(annotation)[-1])
+    return _unwrap_optional(annotation), meta
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """``Annotated[X, Field(...)]`` -> (X, its constraints)."""
+    if typing.get_origin(annotation) is Annotated:
+        inner, *extra = typing.get_args(annotation)
+        meta = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
+        return inner, meta
+    return annotation, []
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation
 
 
 def _bad(key: str, value: Any, hint: str) -> typing.NoReturn:

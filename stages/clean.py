@@ -3,9 +3,9 @@
 import logging
 
 from sluice import paths
-from sluice.cleaning import clean_table, describe_types
 from sluice.config import load_params
-from sluice.datasets import load_raw
+from sluice.data.cleaning import clean_table, describe_types
+from sluice.data.datasets import load_raw
 from sluice.errors import report_errors
 from sluice.io import write_json, write_table
 from sluice.stage import run_stage

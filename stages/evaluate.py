@@ -18,17 +18,17 @@ log = logging.getLogger("sluice.evaluate")
 @report_errors
 def main() -> None:
     params = load_params()
-    from sluice.bundle import load_bundle
-    from sluice.evaluation import (
+    from sluice.evaluation.scoring import (
         evaluate_predictions,
         fit_reference,
         pick_challenger,
         reference_proba,
         selection_scores,
     )
-    from sluice.preprocess import encode_labels
-    from sluice.publish import log_reference, publish, summary
-    from sluice.tracking import connect, run_tags
+    from sluice.model.bundle import load_bundle
+    from sluice.model.preprocess import encode_labels
+    from sluice.pipeline.publish import log_reference, publish, summary
+    from sluice.tracking.store import connect, run_tags
 
     target = read_json(paths.CLEAN_REPORT)["target"]
     # Connect first: a tracking server that is down fails here, before anything is written.

@@ -1,7 +1,5 @@
 """Stage finetune: a trained model (models/base or a registry version) -> models/finetuned."""
 
-from dataclasses import asdict
-
 from sluice import paths
 from sluice.config import load_params
 from sluice.errors import report_errors
@@ -12,10 +10,10 @@ from sluice.stage import run_stage
 @report_errors
 def main() -> None:
     params = load_params()
-    from sluice.nets import freeze, replace_head
-    from sluice.registry_io import load_start_model
-    from sluice.runner import TrainingJob, fit_settings, run_training
-    from sluice.splitting import sorted_labels
+    from sluice.data.splitting import sorted_labels
+    from sluice.model.nets import freeze, replace_head
+    from sluice.pipeline.runner import TrainingJob, fit_settings, run_training
+    from sluice.tracking.registry_io import load_start_model
 
     cfg = params.finetune
     clf, lineage = load_start_model(cfg.init_from, params.registry.model_name)
@@ -49,8 +47,8 @@ def main() -> None:
         ),
         run_params={
             "seed": params.seed,
-            "finetune": asdict(cfg),
-            "train": asdict(params.train),
+            "finetune": cfg.model_dump(),
+            "train": params.train.model_dump(),
             "init_weights_sha256": clf.spec["weights_sha256"],
         },
         extra_tags={f"sluice.parent.{k}": str(v) for k, v in lineage.items()},

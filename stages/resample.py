@@ -3,11 +3,11 @@
 import logging
 
 from sluice import paths
-from sluice.cleaning import feature_types
 from sluice.config import load_params
+from sluice.data.columns import feature_types
+from sluice.data.resampling import resample
 from sluice.errors import report_errors
 from sluice.io import read_json, read_table, write_json, write_table
-from sluice.resampling import resample
 from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.resample")

@@ -4,9 +4,9 @@ import logging
 
 from sluice import paths
 from sluice.config import load_params
+from sluice.data.splitting import cut_long_tail, sorted_labels, stratified_split
 from sluice.errors import report_errors
 from sluice.io import read_json, read_table, write_json, write_table
-from sluice.splitting import cut_long_tail, sorted_labels, stratified_split
 from sluice.stage import run_stage
 
 log = logging.getLogger("sluice.split")

@@ -62,7 +62,7 @@ class Project:
 
 def make_frame() -> pd.DataFrame:
     """Breast-cancer features, a categorical text column, and string labels."""
-    from sluice.datasets import load_builtin
+    from sluice.data.datasets import load_builtin
 
     df = load_builtin("breast-cancer")
     bands = pd.cut(df["mean_radius"], [0, 12, 16, np.inf], labels=["small", "medium", "large"])
@@ -75,9 +75,9 @@ def train_net(pre, train: pd.DataFrame, seed: int, epochs: int, shuffle: bool):
     """A small MLP; ``shuffle`` trains it on permuted labels (a deliberately useless model)."""
     import torch
 
-    from sluice.nets import MLP
-    from sluice.preprocess import encode_labels
-    from sluice.training import FitSettings, fit
+    from sluice.model.nets import MLP
+    from sluice.model.preprocess import encode_labels
+    from sluice.model.training import FitSettings, fit
 
     X = pre.transform(train)
     y = encode_labels(train[TARGET], ["0", "1"], "train")
@@ -109,7 +109,7 @@ def trained() -> Trained:
     import torch
     from sklearn.model_selection import train_test_split
 
-    from sluice.preprocess import Preprocessor
+    from sluice.model.preprocess import Preprocessor
 
     torch.set_num_threads(1)
     df = make_frame()
@@ -136,11 +136,11 @@ def register_models(root: Path, trained: Trained, roles=ROLES) -> dict[str, Path
     """Log and register ``roles`` (in order) as publish.py does; return role -> bundle dir."""
     import mlflow
 
-    from sluice.bundle import load_bundle, save_bundle
-    from sluice.metrics import compute_metrics
-    from sluice.preprocess import encode_labels
-    from sluice.registry_io import log_bundle_model, register
-    from sluice.tracking import connect
+    from sluice.evaluation.metrics import compute_metrics
+    from sluice.model.bundle import load_bundle, save_bundle
+    from sluice.model.preprocess import encode_labels
+    from sluice.tracking.registry_io import log_bundle_model, register
+    from sluice.tracking.store import connect
 
     experiment_id = connect(EXPERIMENT)
     y_true = encode_labels(trained.test[TARGET], ["0", "1"], "test")
@@ -175,8 +175,8 @@ def use_project_env(mp: pytest.MonkeyPatch, root: Path) -> None:
 @pytest.fixture(scope="session")
 def template(tmp_path_factory, trained) -> tuple[Path, dict[str, Path]]:
     """A store with versions 1-3 registered and ``challenger`` -> 2, built once."""
-    from sluice.registry import record_alias_move
-    from sluice.tracking import use_store
+    from sluice.tracking.registry import record_alias_move
+    from sluice.tracking.store import use_store
 
     root = tmp_path_factory.mktemp("template")
     with pytest.MonkeyPatch.context() as mp:
@@ -215,7 +215,7 @@ def subprocess_env(root: Path) -> dict[str, str]:
 @pytest.fixture
 def project(tmp_path, monkeypatch, template, trained) -> Project:
     """A private copy of the template store plus the project files, as the cwd."""
-    from sluice.tracking import use_store
+    from sluice.tracking.store import use_store
 
     src_root, bundles = template
     with (
@@ -232,7 +232,7 @@ def project(tmp_path, monkeypatch, template, trained) -> Project:
 @pytest.fixture
 def fresh_project(tmp_path, monkeypatch, trained) -> Project:
     """A store of its own (artifacts included) with only ``good`` registered, as version 1."""
-    from sluice.tracking import use_store
+    from sluice.tracking.store import use_store
 
     write_project_files(tmp_path, trained.test)
     use_project_env(monkeypatch, tmp_path)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sluice.cli import EXIT_REFUSED, app
-from sluice.registry import aliases, read_history
+from sluice.tracking.registry import aliases, read_history
 
 from .conftest import BIN, VERSION
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sluice.config import PromoteConfig
-from sluice.gate import decide
+from sluice.evaluation.gate import decide
 
 N = 200
 

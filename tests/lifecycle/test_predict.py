@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from sluice.bundle import load_bundle
 from sluice.cli import app
+from sluice.model.bundle import load_bundle
 
 from .conftest import VERSION
 

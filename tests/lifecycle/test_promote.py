@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sluice.cli import EXIT_REFUSED, app
-from sluice.registry import aliases, last_promotion, read_history
+from sluice.tracking.registry import aliases, last_promotion, read_history
 
 from .conftest import VERSION
 

@@ -13,10 +13,10 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from sluice.bundle import load_bundle
 from sluice.cli import app
 from sluice.errors import SluiceError
-from sluice.registry_io import load_registered, load_start_model
+from sluice.model.bundle import load_bundle
+from sluice.tracking.registry_io import load_registered, load_start_model
 
 from .conftest import VERSION
 

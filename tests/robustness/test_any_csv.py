@@ -10,12 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.cleaning import clean_table, feature_types
 from sluice.config import CleanConfig, DataConfig
-from sluice.datasets import load_raw
-from sluice.preprocess import Preprocessor, encode_labels
-from sluice.resampling import resample
-from sluice.splitting import sorted_labels, stratified_split
+from sluice.data.cleaning import clean_table, feature_types
+from sluice.data.datasets import load_raw
+from sluice.data.resampling import resample
+from sluice.data.splitting import sorted_labels, stratified_split
+from sluice.model.preprocess import Preprocessor, encode_labels
 
 from .conftest import CSV, TARGET, messy_frame, model_versions, runs_by_status
 
@@ -54,7 +54,7 @@ def test_model_bundle_scores_raw_csv_rows_as_it_scores_cleaned_ones(messy_pipeli
     """The encoding travels with the model: raw columns as pandas reads them (zip as floats
     with gaps, member as booleans, " blue" with its space, the dropped id) score the same as
     the cleaned values the model was trained on."""
-    from sluice.bundle import load_bundle
+    from sluice.model.bundle import load_bundle
 
     clf = load_bundle(messy_pipeline.path / "models/base")
     raw = pd.read_csv(messy_pipeline.path / CSV)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from sluice.cleaning import clean_table, feature_types
 from sluice.config import CleanConfig
-from sluice.preprocess import Preprocessor
-from sluice.splitting import stratified_split
+from sluice.data.cleaning import clean_table, feature_types
+from sluice.data.splitting import stratified_split
+from sluice.model.preprocess import Preprocessor
 
 from .conftest import TARGET, copy_project, messy_frame
 
@@ -86,7 +86,7 @@ def test_resampling_reads_only_the_training_split(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_preprocessing_is_fitted_on_the_training_split_only(messy_pipeline):
-    from sluice.bundle import load_bundle
+    from sluice.model.bundle import load_bundle
 
     parts = _read_splits(messy_pipeline)
     types = feature_types(messy_pipeline.read_json("reports/clean.json"))

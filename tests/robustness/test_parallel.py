@@ -72,7 +72,7 @@ def test_queued_experiments_run_in_parallel_into_the_root_store(tmp_path):
 def test_parallel_first_runs_create_one_store_without_racing(tmp_path):
     """Three processes open a store that does not exist yet at the same moment (as the first
     stages of parallel queued experiments do): all get the same experiment, none fails."""
-    code = "from sluice.tracking import connect; print(connect('sluice'))"
+    code = "from sluice.tracking.store import connect; print(connect('sluice'))"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["DVC_ROOT"] = str(tmp_path)
     procs = [

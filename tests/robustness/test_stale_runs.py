@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-from sluice.tracking import connect, fail_stale_runs
+from sluice.tracking.store import connect, fail_stale_runs
 
 
 def _dead_pid() -> int:

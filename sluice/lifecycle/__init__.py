@@ -1,0 +1,1 @@
+"""Use cases behind the ``sluice`` command: gated promotion, rollback and prediction."""

@@ -1,0 +1,187 @@
+"""Registry adapter for the model lifecycle: gated promotion and rollback of ``champion``.
+
+Both run under the registry lock, so concurrent callers see each other's moves: the champion is
+always the winner of a gate it actually passed against the champion of that moment, and every
+move (or refused attempt) is one history entry in the registry (:mod:`sluice.tracking.registry`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from sluice import paths
+from sluice.config import PromoteConfig
+from sluice.errors import SluiceError
+from sluice.evaluation.gate import Verdict, decide
+from sluice.tracking.registry import (
+    aliases,
+    last_promotion,
+    move_alias_locked,
+    read_history,
+    record_event_locked,
+    registry_lock,
+    require_model,
+    set_version_tags,
+)
+from sluice.tracking.registry_io import load_registered, resolve_version
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What ``promote`` did: ``promoted``, the verdict (None if no gate ran) and the entry."""
+
+    promoted: bool
+    candidate: str
+    champion: str | None
+    verdict: Verdict | None
+    entry: dict[str, Any] | None
+    note: str = ""
+
+
+def read_test_split() -> tuple[pd.DataFrame, str]:
+    """The current test split and its label column (from the clean stage's report)."""
+    from sluice.io import read_json, read_table
+
+    target = read_json(paths.CLEAN_REPORT)["target"]
+    return read_table(paths.SPLITS["test"]), target
+
+
+def model_ref(ref: str) -> str:
+    """``7`` -> ``7``; ``champion`` -> ``@champion``; ``models:/...`` and ``@x`` unchanged."""
+    ref = ref.strip()
+    if ref.isdigit() or ref.startswith(("models:/", "@")):
+        return ref
+    return f"@{ref}"
+
+
+def promote(
+    name: str,
+    cfg: PromoteConfig,
+    test: pd.DataFrame,
+    target: str,
+    candidate: str = CHALLENGER,
+    force: bool = False,
+    reason: str = "",
+    seed: int = 0,
+) -> Outcome:
+    """Move ``champion`` to ``candidate`` if it passes the gate on ``test`` (or if forced).
+
+    The gate's verdict is recorded either way: as a history entry and as tags on the candidate.
+    """
+    with registry_lock(name):
+        require_model(name)
+        version = resolve_version(model_ref(candidate), name)
+        if version.name != name:
+            raise SluiceError(f"{candidate} is a version of {version.name}, not of {name}")
+        cand, champ = str(version.version), aliases(name).get(CHAMPION)
+        if cand == champ:
+            note = f"version {cand} is already the champion of {name}; nothing to do"
+            return Outcome(False, cand, champ, None, None, note)
+        verdict = _judge(name, cand, champ, cfg, test, target, seed, force)
+        record = {"verdict": verdict.to_dict(), "forced": force, "reason": reason}
+        if not (verdict.passed or force):
+            entry = record_event_locked(name, CHAMPION, cand, action="refused", **record)
+        else:
+            entry = move_alias_locked(name, CHAMPION, cand, action="promote", **record)
+        set_version_tags(name, cand, _verdict_tags(verdict, entry, force))
+    moved = entry.get("moved", True)
+    log.debug("gate for %s version %s vs %s: %s", name, cand, champ, verdict.reasons)
+    return Outcome(moved, cand, champ, verdict, entry)
+
+
+def rollback(name: str, reason: str = "") -> dict[str, Any]:
+    """Move ``champion`` back to the version the newest not-yet-undone promotion replaced.
+
+    Returns the history entry of the rollback; raises SluiceError when there is nothing to
+    roll back to, or when the alias was moved outside sluice since the last recorded move.
+    """
+    with registry_lock(name):
+        require_model(name)
+        last = _undoable_promotion(name)
+        resolve_version(f"{name}/{last['from']}", name)  # still registered?
+        entry = move_alias_locked(
+            name,
+            CHAMPION,
+            last["from"],
+            action="rollback",
+            undoes=last["seq"],
+            reason=reason or f"rollback of promotion #{last['seq']}",
+        )
+        set_version_tags(name, last["to"], {"sluice.rolled_back_by": entry["seq"]})
+    return entry
+
+
+def _undoable_promotion(name: str) -> dict[str, Any]:
+    """The promotion a rollback undoes, checked against the registry's current champion."""
+    last = last_promotion(read_history(name), CHAMPION)
+    if last is None:
+        raise SluiceError(
+            f"no promotion of {name} to roll back: the history has no champion moves "
+            "(see `sluice history`)"
+        )
+    if last["from"] is None:
+        raise SluiceError(
+            f"version {last['to']} was the first champion of {name}; there is no earlier "
+            "version to roll back to (promote another one with `sluice promote --force`)"
+        )
+    current = aliases(name).get(CHAMPION)
+    if current != last["to"]:
+        raise SluiceError(
+            f"the champion of {name} is version {current}, but the last recorded promotion "
+            f"(#{last['seq']}) set version {last['to']}: the alias was moved outside sluice; "
+            "use `sluice promote --version <v> --force` to set it explicitly"
+        )
+    return last
+
+
+def _judge(
+    name: str,
+    cand: str,
+    champ: str | None,
+    cfg: PromoteConfig,
+    test: pd.DataFrame,
+    target: str,
+    seed: int,
+    force: bool,
+) -> Verdict:
+    """Score candidate (and champion) on the same test rows and run the gate."""
+    from sluice.model.preprocess import encode_labels
+
+    challenger, _ = load_registered(f"{name}/{cand}", name)
+    y_true = encode_labels(test[target], challenger.classes, str(paths.SPLITS["test"]))
+    prob_b = challenger.predict_proba(test, str(paths.SPLITS["test"]))
+    prob_a = None
+    if champ is not None:
+        champion, _ = load_registered(f"{name}/{champ}", name)
+        if champion.classes == challenger.classes:
+            prob_a = champion.predict_proba(test, str(paths.SPLITS["test"]))
+        elif not force:
+            raise SluiceError(
+                f"champion (version {champ}) predicts classes {champion.classes}, version "
+                f"{cand} predicts {challenger.classes}: they cannot be compared; promote "
+                "with --force if the new classes are intended"
+            )
+    return decide(y_true, prob_a, prob_b, cfg, seed)
+
+
+def _verdict_tags(verdict: Verdict, entry: dict[str, Any], force: bool) -> dict[str, Any]:
+    """Tags on the candidate version: the gate's decision and numbers, and the history entry."""
+    tags = {
+        "sluice.gate.passed": str(verdict.passed).lower(),
+        "sluice.gate.forced": str(force).lower(),
+        "sluice.gate.verdict": json.dumps(verdict.to_dict()),
+        "sluice.gate.history_seq": entry["seq"],
+    }
+    if entry.get("moved", True):
+        tags["sluice.promoted_at"] = entry["time"]
+    return tags

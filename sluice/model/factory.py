@@ -1,0 +1,61 @@
+"""A new network from the train params: architecture, constructor arguments, preprocessing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from sluice.config import TrainConfig
+from sluice.model.nets import build_net, choose_arch, image_shape_for
+from sluice.model.preprocess import Preprocessor
+
+SCALING = {"power": "power", "standard": "column"}  # train.scaler -> Preprocessor scaling
+
+
+def new_model(
+    cfg: TrainConfig,
+    feature_types: dict[str, str],
+    classes: list[str],
+    train_natural: pd.DataFrame,
+    max_categories: int,
+    seed: int,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """A freshly initialised network and its spec (arch, constructor args, classes, fitted
+    preprocessing): everything a bundle needs to rebuild it.
+
+    The preprocessing is fitted on the natural training split only: validation and test rows
+    never shape it, and resampled rows would distort its statistics.
+    """
+    all_numeric = all(t == "numeric" for t in feature_types.values())
+    arch = choose_arch(cfg.model, len(feature_types), all_numeric)
+    pre = Preprocessor(
+        feature_types, "global" if arch == "cnn" else SCALING[cfg.scaler], max_categories
+    )
+    pre.fit(train_natural)
+    args = net_args(arch, cfg, pre.n_outputs, len(feature_types), len(classes))
+    torch.manual_seed(seed)
+    net = build_net(arch, args)
+    return net, {"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict()}
+
+
+def net_args(
+    arch: str, cfg: TrainConfig, n_inputs: int, n_features: int, n_classes: int
+) -> dict[str, Any]:
+    """Constructor arguments of ``arch`` (saved with the weights, so any stage can rebuild it)."""
+    if arch == "cnn":
+        return {
+            "n_classes": n_classes,
+            "image_shape": image_shape_for(n_features),
+            "channels": cfg.channels,
+            "dropout": cfg.dropout,
+            "pooled_size": cfg.cnn_grid,
+        }
+    return {
+        "n_inputs": n_inputs,
+        "n_classes": n_classes,
+        "hidden": cfg.hidden,
+        "dropout": cfg.dropout,
+    }

@@ -1,0 +1,1 @@
+"""Use cases behind the DVC stages: the training job (train, finetune) and publishing results."""

@@ -1,0 +1,184 @@
+"""Evaluation results to MLflow: test metrics, plots and models, then registered versions."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from sluice import paths
+from sluice.config import Params
+from sluice.evaluation import plots
+from sluice.evaluation.scoring import HEADLINE
+from sluice.model.bundle import Classifier
+from sluice.tracking.registry_io import log_bundle_model, register
+
+log = logging.getLogger(__name__)
+
+
+def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
+    """Test metrics (with 95 % intervals), curve data and figures, into the active run."""
+    import mlflow
+
+    m = result["metrics"]
+    scalars = {f"test_{k}": v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)}
+    for k, (lo, hi) in m.get("ci95", {}).items():
+        scalars |= {f"test_{k}_ci_low": lo, f"test_{k}_ci_high": hi}
+    mlflow.log_metrics(scalars)
+    mlflow.log_dict(m, "eval/metrics.json")
+    mlflow.log_dict(result["roc"], "eval/roc.json")
+    mlflow.log_dict(result["pr"], "eval/pr.json")
+    for name, fig in (
+        ("roc", plots.curve_figure({role: result["roc"]}, "fpr", "tpr", f"ROC, {role}")),
+        ("pr", plots.curve_figure({role: result["pr"]}, "recall", "precision", f"PR, {role}")),
+        ("confusion", plots.confusion_figure(m["confusion_matrix"], classes, role)),
+    ):
+        mlflow.log_figure(fig, f"eval/{name}.png")
+        plots.close(fig)
+    history = paths.TRAIN_HISTORY.get(role)
+    if history and history.exists():
+        fig = plots.history_figure(pd.read_csv(history), f"training, {role}")
+        mlflow.log_figure(fig, "eval/training_curves.png")
+        plots.close(fig)
+
+
+def publish(
+    results: dict[str, dict],
+    models: dict[str, Classifier],
+    test: pd.DataFrame,
+    params: Params,
+    selection: dict,
+) -> dict[str, str]:
+    """Log each model's evaluation into its training run, log it as an MLflow model, register
+    it, and set ``challenger`` on ``selection["role"]`` (the model chosen on validation).
+    Returns role -> registered version."""
+    import mlflow
+
+    from sluice.tracking.store import run_tags
+
+    tags = run_tags("evaluate")
+    # A reopened run belongs to this process now (stale-run cleanup looks at these tags).
+    owner = {k: v for k, v in tags.items() if k.startswith("sluice.")}
+    logged = {}
+    for role, clf in models.items():
+        with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
+            log_evaluation(role, results[role], clf.classes)
+            logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
+    if not params.registry.register:
+        return {}
+    return _register_all(results, models, logged, params, tags, selection)
+
+
+def _register_all(
+    results, models, logged: dict[str, str], params: Params, run: dict[str, str], selection: dict
+) -> dict[str, str]:
+    """Register every model and move ``challenger``: all of it, or (on failure) none of it."""
+    import mlflow
+
+    from sluice.tracking.registry import record_alias_move
+
+    name, versions = params.registry.model_name, {}
+    try:
+        for role, clf in models.items():
+            m = results[role]["metrics"]
+            tags = {
+                "sluice.role": role,
+                **_lineage_tags(clf, params, run),
+                **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE},
+                **{f"val_{k}": f"{v:.6f}" for k, v in selection["val_scores"][role].items()},
+            }
+            versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
+        best = selection["role"]
+        record_alias_move(
+            name,
+            "challenger",
+            versions[best],
+            reason=f"best validation {selection['metric']} of this pipeline run ({best})",
+        )
+    except BaseException:
+        client = mlflow.MlflowClient()
+        for version in versions.values():
+            client.delete_model_version(name, version)
+        raise
+    return versions
+
+
+def log_reference(result: dict, classes: list[str], experiment_id: str, tags: dict) -> None:
+    """The scikit-learn reference gets a run of its own (it is not registered)."""
+    import mlflow
+
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="reference", tags={**tags, "sluice.role": "reference"}
+    ):
+        mlflow.log_params({"model": "LogisticRegression", "C": 1.0})
+        log_evaluation("reference", result, classes)
+
+
+def _lineage_tags(clf: Classifier, params: Params, run: dict[str, str]) -> dict[str, str]:
+    """Where a version came from: commit, experiment, data hashes (as dvc.lock has them), params."""
+    lineage = clf.spec.get("lineage", {})
+    tags = {f"sluice.lineage.{k}": str(v) for k, v in lineage.items()}
+    tags["sluice.weights_sha256"] = clf.spec["weights_sha256"]
+    tags["sluice.lineage.git_commit"] = run["mlflow.source.git.commit"]
+    if "dvc.exp_name" in run:
+        tags["sluice.lineage.dvc_exp_name"] = run["dvc.exp_name"]
+    tags.update({f"sluice.lineage.dvc_md5.{k}": v for k, v in _dvc_lock_outs().items()})
+    sections = ("seed", "data", "resample", "train", "finetune")
+    tags["sluice.params"] = json.dumps(params.model_dump(include=set(sections)))[:4900]
+    return tags
+
+
+def _dvc_lock_outs() -> dict[str, str]:
+    """MD5 of the data files the models were trained on, as recorded in dvc.lock."""
+    import yaml
+
+    lock = Path("dvc.lock")
+    if not lock.exists():
+        return {}
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    wanted = {str(p) for p in (paths.RESAMPLED, paths.SPLITS["train"], paths.SPLITS["val"])}
+    return {
+        Path(out["path"]).stem: out["md5"]
+        for stage in stages.values()
+        for out in stage.get("outs", [])
+        if out.get("path") in wanted and "md5" in out
+    }
+
+
+def summary(results: dict[str, dict], versions: dict[str, str], selection: dict) -> str:
+    """The table printed at the end of the pipeline, and which model is the challenger."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="sluice: test split (95 % bootstrap intervals)")
+    table.add_column("model")
+    for k in HEADLINE:
+        table.add_column(k)
+    table.add_column("version")
+    for role, result in results.items():
+        m = result["metrics"]
+        cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
+        table.add_row(role, *cells, versions.get(role, "-"))
+    names = list(next(iter(selection["val_scores"].values())))
+    scores = ", ".join(
+        f"{role} " + " / ".join(f"{s[k]:.4f}" for k in names)
+        for role, s in selection["val_scores"].items()
+    )
+    out = io.StringIO()
+    console = Console(file=out, width=160)
+    console.print(table)
+    console.print(
+        f"challenger: {selection['role']}, chosen on validation {' / '.join(names)}: {scores}",
+        highlight=False,
+    )
+    return out.getvalue()
+
+
+def _fmt(value: float, ci) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.4f} [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else f"{value:.4f}"

@@ -1,0 +1,218 @@
+"""The one training path behind the train and finetune stages: data in, tracked run, bundle out."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from sluice import paths
+from sluice.config import Params, TrainConfig
+from sluice.io import file_md5, write_table
+from sluice.model.bundle import save_bundle
+from sluice.model.nets import count_parameters
+from sluice.model.preprocess import Preprocessor, encode_labels
+from sluice.model.training import FitResult, FitSettings, fit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingJob:
+    """What differs between training and fine-tuning; everything else is shared."""
+
+    role: str  # "base" or "finetuned"
+    net: torch.nn.Module
+    spec: dict[str, Any]  # arch, args, classes, preprocessor (+ lineage)
+    train_path: Path
+    val_path: Path
+    target: str
+    settings: FitSettings
+    run_params: dict[str, Any]
+    extra_tags: dict[str, str]
+
+
+def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, **overrides):
+    """FitSettings from the train section, with fine-tuning's overrides (lr, epochs, ...)."""
+    base = {k: v for k, v in cfg.model_dump().items() if k in FitSettings.__dataclass_fields__}
+    base.update(seed=seed, image_shape=image_shape, class_weights=class_weights, **overrides)
+    return FitSettings(**base)
+
+
+def run_training(job: TrainingJob, params: Params) -> None:
+    """Train ``job.net`` in one MLflow run, then write its bundle and per-epoch history.
+
+    The store is checked first, so an unreachable tracking server fails before any work. A run
+    that does not complete (an error, Ctrl-C, SIGTERM) ends as FAILED; one left RUNNING by a
+    killed process is marked FAILED here. Training resumes from this job's last checkpoint.
+    """
+    import mlflow
+
+    from sluice.tracking.store import connect, fail_stale_runs, run_tags
+
+    experiment_id = connect(params.registry.experiment)
+    fail_stale_runs(experiment_id, job.role)
+    torch.set_num_threads(params.train.threads)
+    train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
+    data = _arrays(job, train_df, val_df)
+    # Hashed once: the checkpoint key, the dataset inputs and the lineage all use these.
+    md5 = {path: file_md5(path) for path in (job.train_path, job.val_path)}
+    checkpoint = _checkpoint_path(job, md5)
+    _remove_torn_checkpoint_writes(checkpoint)
+    tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
+        mlflow.log_params(_flatten(job.run_params))
+        _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
+        _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
+        mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
+        result = _fit_logged(job, data, checkpoint)
+        _write_outputs(job, result, run.info.run_id, md5[job.train_path])
+    checkpoint.unlink(missing_ok=True)
+
+
+def _arrays(job: TrainingJob, train_df: pd.DataFrame, val_df: pd.DataFrame) -> tuple:
+    """(X_train, y_train, X_val, y_val) through the job's fitted preprocessor."""
+    pre = Preprocessor.from_dict(job.spec["preprocessor"])
+    classes = job.spec["classes"]
+    return (
+        pre.transform(train_df, str(job.train_path)),
+        encode_labels(train_df[job.target], classes, str(job.train_path)),
+        pre.transform(val_df, str(job.val_path)),
+        encode_labels(val_df[job.target], classes, str(job.val_path)),
+    )
+
+
+def _fit_logged(job: TrainingJob, data: tuple, checkpoint: Path) -> FitResult:
+    """Fit with per-epoch logging; a resumed fit also logs the epochs its checkpoint restored."""
+    import mlflow
+
+    started = time.perf_counter()
+    with _EpochLogger(job.role, job.settings.epochs) as on_epoch:
+        result = fit(job.net, data, len(job.spec["classes"]), job.settings, on_epoch, checkpoint)
+    if result.resumed_from:
+        _log_restored_epochs(result.history[: result.resumed_from])
+        mlflow.set_tag("sluice.resumed_from_epoch", str(result.resumed_from))
+    mlflow.log_metrics(
+        {"best_epoch": result.best_epoch, "train_seconds": time.perf_counter() - started}
+    )
+    return result
+
+
+def _log_restored_epochs(records: list[dict[str, float]]) -> None:
+    """Per-epoch metrics of epochs trained before a resume, so the run's curves are complete."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = [
+        Metric(k, float(v), now, int(r["epoch"]))
+        for r in records
+        for k, v in r.items()
+        if k != "epoch"
+    ]
+    run_id = mlflow.active_run().info.run_id
+    client = mlflow.MlflowClient()
+    for i in range(0, len(metrics), 1000):  # MLflow's limit per batch
+        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+
+
+def _write_outputs(job: TrainingJob, result: FitResult, run_id: str, train_md5: str) -> None:
+    """The bundle (best weights, spec, lineage), then the per-epoch history; both atomic."""
+    job.net.load_state_dict(result.state_dict)
+    lineage = {"run_id": run_id, "train_data_md5": train_md5}
+    save_bundle(
+        paths.MODELS[job.role],
+        job.net,
+        {
+            **job.spec,
+            "role": job.role,
+            "best_epoch": result.best_epoch,
+            "lineage": {**job.spec.get("lineage", {}), **lineage},
+        },
+    )
+    write_table(paths.TRAIN_HISTORY[job.role], pd.DataFrame(result.history))
+
+
+class _EpochLogger:
+    """Send each epoch's metrics to MLflow in one batch and advance a progress bar."""
+
+    def __init__(self, role: str, epochs: int) -> None:
+        self.role, self.epochs = role, epochs
+
+    def __enter__(self):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=self.epochs, desc=f"train {self.role}", unit="epoch", leave=False)
+        return self
+
+    def __call__(self, record: dict[str, float]) -> None:
+        import mlflow
+
+        step = int(record["epoch"])
+        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", f1=f"{record['val_f1_macro']:.3f}")
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def _log_dataset(path: Path, md5: str, df: pd.DataFrame, target: str, context: str) -> None:
+    """Dataset lineage: the file, its DVC-compatible md5, and its schema."""
+    import mlflow
+
+    with warnings.catch_warnings():
+        # MLflow registers two equivalent local-file source types and warns on every path.
+        warnings.filterwarnings("ignore", message="The specified dataset source can be")
+        dataset = mlflow.data.from_pandas(
+            df.head(0), source=str(path), targets=target, name=path.stem, digest=md5
+        )
+    mlflow.log_input(dataset, context=context)
+
+
+def _checkpoint_path(job: TrainingJob, md5: dict[Path, str]) -> Path:
+    """Checkpoints are keyed by everything that shapes training, so a stale one is never used."""
+    key = json.dumps(
+        [
+            asdict(job.settings),
+            job.spec["arch"],
+            job.spec["args"],
+            job.run_params,
+            md5[job.train_path],
+            md5[job.val_path],
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return paths.CHECKPOINTS / f"{job.role}-{digest}.pt"
+
+
+def _remove_torn_checkpoint_writes(checkpoint: Path) -> None:
+    """Delete temporaries of checkpoint writes that a kill cut short.
+
+    Checkpoints are written to ``.<name>.<pid>.tmp`` and renamed (sluice.model.training), so a torn
+    write never replaces a checkpoint, but its temporary would otherwise stay forever.
+    """
+    for tmp in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
+        tmp.unlink(missing_ok=True)
+        log.info("removed %s, left by an interrupted checkpoint write", tmp)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,148 @@
+"""Registry adapter: log a bundle as an MLflow model, register it, and load it back safely."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sluice.errors import SluiceError
+from sluice.model.bundle import Classifier, load_bundle
+
+log = logging.getLogger(__name__)
+
+SERVING_FILE = Path(__file__).with_name("serving.py")
+PACKAGE_DIR = Path(__file__).parents[1]  # the whole sluice package travels with the model
+
+
+def serving_requirements() -> list[str]:
+    """What a serving environment installs (given explicitly: no slow requirement inference)."""
+    from importlib.metadata import version
+
+    pins = [
+        f"{name}=={version(name)}"
+        for name in ("mlflow", "pandas", "numpy", "scipy", "scikit-learn")
+    ]
+    # torch's local label (+cpu) is not installable from PyPI; the CPU wheel has the same API.
+    return [*pins, f"torch=={version('torch').split('+')[0]}", "pyarrow"]
+
+
+def log_bundle_model(bundle_dir: Path, example: pd.DataFrame, classifier: Classifier) -> str:
+    """Log the bundle as a models-from-code pyfunc in the active run; return the model URI."""
+    import mlflow
+
+    example = example[classifier.feature_columns].head(5)
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        python_model=str(SERVING_FILE),
+        artifacts={"bundle": str(bundle_dir)},
+        code_paths=[str(PACKAGE_DIR)],
+        pip_requirements=serving_requirements(),
+        signature=raw_signature(classifier, example),
+        input_example=example,
+    )
+    return info.model_uri
+
+
+def raw_signature(classifier: Classifier, example: pd.DataFrame):
+    """Inputs as a user's CSV has them: numbers for numeric columns, anything for categorical
+    ones (a zip code may arrive as 10001 or "10001"); outputs one probability per class."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+    from mlflow.types.schema import AnyType
+
+    inputs = Schema(
+        [
+            ColSpec("double", col) if kind == "numeric" else ColSpec(AnyType(), col, required=False)
+            for col, kind in classifier.preprocessor.feature_types.items()
+        ]
+    )
+    outputs = Schema([ColSpec("double", str(c)) for c in classifier.classes])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> str:
+    """Create a registered version of ``name`` from a logged model; return its version."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    try:
+        client.get_registered_model(name)
+    except mlflow.exceptions.MlflowException:
+        # A parallel run may create it first; either way it exists afterwards.
+        with contextlib.suppress(mlflow.exceptions.MlflowException):
+            client.create_registered_model(name)
+    version = client.create_model_version(
+        name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+    )
+    return str(version.version)
+
+
+def resolve_version(uri: str, default_name: str):
+    """A ModelVersion for ``models:/name@alias``, ``models:/name/3``, ``@alias`` or ``3``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    ref = uri.removeprefix("models:/")
+    if ref.startswith("@") or ref.isdigit():
+        ref = f"{default_name}{'' if ref.startswith('@') else '/'}{ref}"
+    try:
+        if "@" in ref:
+            name, alias = ref.split("@", 1)
+            return client.get_model_version_by_alias(name, alias)
+        name, _, version = ref.rpartition("/")
+        return client.get_model_version(name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise SluiceError(f"model {uri} not found in the registry ({exc.message})") from None
+
+
+def load_registered(uri: str, default_name: str) -> tuple[Classifier, Any]:
+    """Download a registered version's bundle and load it (weights only, hash-checked)."""
+    import mlflow
+
+    version = resolve_version(uri, default_name)
+    with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp
+        )
+        bundle = _bundle_dir(Path(local))
+        if bundle is None or not bundle.is_dir():
+            raise SluiceError(f"{uri} (version {version.version}) is not a sluice model: no bundle")
+        return load_bundle(bundle), version
+
+
+def _bundle_dir(model_dir: Path) -> Path | None:
+    """Where the pyfunc's ``bundle`` artifact lies: MLmodel records it (artifacts/<dir name>)."""
+    import yaml
+
+    mlmodel = model_dir / "MLmodel"
+    if not mlmodel.is_file():
+        return None
+    flavors = (yaml.safe_load(mlmodel.read_text()) or {}).get("flavors", {})
+    artifacts = flavors.get("python_function", {}).get("artifacts") or {}
+    path = artifacts.get("bundle", {}).get("path")
+    return model_dir / path if path else None
+
+
+def load_start_model(init_from: str, model_name: str) -> tuple[Classifier, dict[str, str]]:
+    """The model fine-tuning starts from: a bundle directory or a registry URI."""
+    if init_from.startswith("models:/"):
+        from sluice.tracking.store import use_store
+
+        use_store()
+        classifier, version = load_registered(init_from, model_name)
+        lineage = {
+            "init_from": init_from,
+            "parent_version": str(version.version),
+            "parent_run_id": version.run_id or "",
+        }
+        return classifier, lineage
+    classifier = load_bundle(init_from)
+    return classifier, {
+        "init_from": init_from,
+        "parent_run_id": classifier.spec.get("lineage", {}).get("run_id", ""),
+    }

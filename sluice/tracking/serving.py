@@ -1,0 +1,28 @@
+"""The MLflow pyfunc model, logged as code ("models from code"): nothing is pickled.
+
+MLflow loads this file, which declares the model with ``set_model``; the weights and
+preprocessing come from the ``bundle`` artifact (a state dict and JSON, see sluice.model.bundle).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class SluiceModel(PythonModel):
+    """Raw feature columns in, one probability column per class out."""
+
+    def load_context(self, context) -> None:
+        from sluice.model.bundle import load_bundle
+
+        self.classifier = load_bundle(Path(context.artifacts["bundle"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        return self.classifier.predict_frame(pd.DataFrame(model_input))
+
+
+mlflow.models.set_model(SluiceModel())

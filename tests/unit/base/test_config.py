@@ -1,0 +1,66 @@
+"""params.yaml parsing: defaults, unknown keys, wrong types and ranges are refused by name."""
+
+from pathlib import Path
+
+import pytest
+
+from sluice.config import Params, load_params
+from sluice.errors import SluiceError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_project_params_file_parses_with_every_key_documented():
+    params = load_params(ROOT / "params.yaml")
+    assert isinstance(params, Params)
+    assert params.data.name == "digits-lt"
+    assert params.registry.model_name
+    text = (ROOT / "params.yaml").read_text()
+    for section in ("data", "clean", "split", "resample", "train", "finetune", "evaluate"):
+        for key in type(getattr(params, section)).model_fields:
+            assert f"  {key}:" in text, f"{section}.{key} is not in params.yaml"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("trian: {}\n", "unknown key 'trian'"),
+        ("train:\n  lrr: 0.1\n", "unknown key 'train.lrr'"),
+        ("train:\n  lr: fast\n", "'train.lr'; expected a number"),
+        ("train:\n  epochs: 2.5\n", "'train.epochs'; expected an integer"),
+        ("train:\n  epochs: 0\n", "'train.epochs'; use a value between"),
+        ("resample:\n  method: smoteish\n", "'resample.method'; use one of none"),
+        ("finetune:\n  freeze: features\n", "'finetune.freeze'; expected a list"),
+        ("data:\n  path: x.csv\n", "'data.target'"),
+        ("split:\n  val_size: 0.5\n  test_size: 0.5\n", "'split.val_size'"),
+        ("promote:\n  metric: auc\n", "bad value 'auc' for 'promote'"),
+        ("seed: [1]\n", "'seed'; expected an integer"),
+        ("train: [1, 2]\n", "'train'; expected a mapping"),
+        ("- a\n- b\n", "must be a mapping"),
+        ("train: {lr: [\n", "not valid YAML"),
+    ],
+)
+def test_bad_params_are_refused_with_the_key(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(SluiceError, match=message.replace("[", r"\[").replace(".", r"\.")) as err:
+        load_params(path)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_params_file(tmp_path):
+    with pytest.raises(SluiceError, match="not found"):
+        load_params(tmp_path / "params.yaml")
+
+
+def test_values_are_typed(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(
+        "seed: 3\ntrain:\n  lr: 1\n  hidden: [8, 4]\npromote:\n  guards: {f1_macro: 0}\n"
+    )
+    params = load_params(path)
+    assert params.seed == 3
+    assert params.train.lr == 1.0 and isinstance(params.train.lr, float)
+    assert params.train.hidden == [8, 4]
+    assert params.promote.guards == {"f1_macro": 0.0}
+    assert params.finetune.lr == 0.0003  # untouched sections keep their defaults

@@ -1,0 +1,178 @@
+"""Built-in data sets, CSV reading with one-line errors, and load_raw."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from sluice.config import DataConfig
+from sluice.data.datasets import TARGET, load_builtin, load_raw, read_csv
+from sluice.errors import SluiceError
+
+
+def write(tmp_path: Path, text: str | bytes, name: str = "data.csv") -> Path:
+    """Write ``text`` to ``tmp_path/name`` and return the path."""
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text, encoding="utf-8")
+    return path
+
+
+def one_line(exc: pytest.ExceptionInfo[SluiceError]) -> str:
+    """The error message, checked to be a single line."""
+    message = str(exc.value)
+    assert "\n" not in message and "\r" not in message
+    return message
+
+
+@pytest.mark.parametrize("name", ["digits", "digits-lt"])
+def test_digits_is_64_pixels_and_ten_classes(name: str) -> None:
+    frame = load_builtin(name)
+    assert frame.shape == (1797, 65)
+    assert list(frame.columns[:2]) == ["px_0_0", "px_0_1"]
+    assert frame.columns[63] == "px_7_7" and frame.columns[-1] == TARGET
+    assert (frame.drop(columns=TARGET).dtypes == "float64").all()
+    assert pd.api.types.is_integer_dtype(frame[TARGET])
+    assert sorted(frame[TARGET].unique()) == list(range(10))
+
+
+def test_digits_pixels_are_row_major() -> None:
+    from sklearn.datasets import load_digits
+
+    frame = load_builtin("digits")
+    images = load_digits().images
+    assert frame.loc[5, "px_2_6"] == images[5, 2, 6]
+    assert frame.loc[5, "px_6_2"] == images[5, 6, 2]
+
+
+def test_breast_cancer_positive_class_is_malignant() -> None:
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_builtin("breast-cancer")
+    assert frame.shape == (569, 31)
+    assert (frame[TARGET] == 1).sum() == 212  # malignant, the ~37% minority
+    assert (frame[TARGET] == 0).sum() == 357
+    assert (frame[TARGET].to_numpy() == 1 - load_breast_cancer().target).all()
+    assert "mean_radius" in frame.columns and "worst_concave_points" in frame.columns
+    assert not any(" " in col for col in frame.columns)
+
+
+def test_unknown_builtin_names_the_choices() -> None:
+    with pytest.raises(SluiceError, match=r"unknown built-in dataset 'iris'.*breast-cancer") as exc:
+        load_builtin("iris")
+    one_line(exc)
+
+
+def test_read_csv_keeps_pandas_types(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,label\n1,x,yes\n2.5, y ,no\n,?,yes\n")
+    frame = read_csv(path)
+    assert list(frame.columns) == ["a", "b", "label"]
+    assert frame["a"].dtype == "float64" and pd.isna(frame.loc[2, "a"])
+    assert frame["b"].tolist() == ["x", " y ", "?"]  # not stripped or coerced here
+    assert len(frame) == 3
+
+
+def test_read_csv_accepts_str_path_and_bom(tmp_path: Path) -> None:
+    path = write(tmp_path, "\ufeffa,b\n1,2\n".encode())
+    assert list(read_csv(str(path)).columns) == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("content", "pattern"),
+    [
+        (b"", r"data\.csv is empty \(0 bytes\)"),
+        (b"\n\n  \n", r"data\.csv has no columns"),
+        (b"a,b,c\n", r"data\.csv has a header but no data rows"),
+        (b"a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n", r"data\.csv: line 4 has 4 fields, the header has 3"),
+        (b"a,b\n1,2,3\n4,5,6\n", r"data\.csv: the data rows have 3 fields, the header has 2"),
+        (b'a,b\n1,"open\n', r"data\.csv is not a well-formed CSV \(EOF inside string"),
+        (b"a,b\n1,caf\xe9\n", r"data\.csv is not UTF-8 text \(byte 0xe9"),
+        (b"a,b\xff\n1,2\n", r"data\.csv is not UTF-8 text \(byte 0xff"),
+        (b"id,x,id\n1,2,3\n", r"data\.csv: column 'id' appears 2 times in the header"),
+    ],
+)
+def test_read_csv_errors_name_the_file(tmp_path: Path, content: bytes, pattern: str) -> None:
+    path = write(tmp_path, content)
+    with pytest.raises(SluiceError, match=pattern) as exc:
+        read_csv(path)
+    assert str(path) in one_line(exc)
+
+
+def test_read_csv_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(SluiceError, match=r"nope\.csv not found; set data\.path") as exc:
+        read_csv(tmp_path / "nope.csv")
+    one_line(exc)
+
+
+def test_read_csv_directory(tmp_path: Path) -> None:
+    with pytest.raises(SluiceError, match=r"is a directory; set data\.path") as exc:
+        read_csv(tmp_path)
+    one_line(exc)
+
+
+def test_ragged_row_fix_hint(tmp_path: Path) -> None:
+    path = write(tmp_path, "a,b,c\n1,2,3\n1,2,3\n1,2,3\n1,2,3,4\n")
+    with pytest.raises(SluiceError, match=r"line 5 has 4 fields, the header has 3; fix the row"):
+        read_csv(path)
+
+
+def csv_cfg(path: Path, **kwargs: object) -> DataConfig:
+    """A DataConfig for a user CSV with label column ``label``."""
+    return DataConfig(path=str(path), target=kwargs.pop("target", "label"), **kwargs)
+
+
+def test_load_raw_csv(tmp_path: Path) -> None:
+    path = write(tmp_path, "id,x,label\n1,0.5,a\n2,0.7,b\n")
+    frame, target = load_raw(csv_cfg(path, drop_columns=["id"]))
+    assert target == "label"
+    assert list(frame.columns) == ["x", "label"]
+
+
+@pytest.mark.parametrize("name", ["digits-lt", "breast-cancer"])
+def test_load_raw_builtin(name: str) -> None:
+    frame, target = load_raw(DataConfig(name=name))
+    assert target == TARGET and target in frame.columns
+
+
+def test_load_raw_builtin_drop_columns() -> None:
+    frame, _ = load_raw(DataConfig(name="digits", drop_columns=["px_0_0"]))
+    assert frame.shape == (1797, 64) and "px_0_0" not in frame.columns
+
+
+def test_load_raw_missing_target_lists_columns(tmp_path: Path) -> None:
+    header = ",".join(f"c{i}" for i in range(12))
+    path = write(tmp_path, f"{header}\n" + ",".join(["1"] * 12) + "\n")
+    with pytest.raises(SluiceError, match=r"target column 'label' not found") as exc:
+        load_raw(csv_cfg(path))
+    message = one_line(exc)
+    assert str(path) in message
+    assert "'c0', 'c1'" in message and "'c9' (and 2 more)" in message
+    assert "'c10'" not in message
+
+
+def test_load_raw_target_suggests_near_match(tmp_path: Path) -> None:
+    path = write(tmp_path, "x, Label\n1,a\n")
+    with pytest.raises(SluiceError, match=r"not found \(did you mean ' Label'\?\)"):
+        load_raw(csv_cfg(path))
+
+
+def test_load_raw_unknown_drop_column(tmp_path: Path) -> None:
+    path = write(tmp_path, "x,label\n1,a\n")
+    with pytest.raises(SluiceError, match=r"data\.drop_columns names column 'idd'") as exc:
+        load_raw(csv_cfg(path, drop_columns=["idd"]))
+    assert str(path) in one_line(exc)
+
+
+def test_load_raw_refuses_dropping_target(tmp_path: Path) -> None:
+    path = write(tmp_path, "x,label\n1,a\n")
+    with pytest.raises(SluiceError, match=r"includes the target column 'label'"):
+        load_raw(csv_cfg(path, drop_columns=["label"]))
+
+
+def test_load_raw_builtin_unknown_drop_column() -> None:
+    with pytest.raises(SluiceError, match=r"built-in dataset digits.*'pixel_1'"):
+        load_raw(DataConfig(name="digits", drop_columns=["pixel_1"]))
