@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup repro test ui bench lint clean-store
+.PHONY: setup repro test ui bench lint clean-store server server-stop
 
 setup: $(STAMP)
 
@@ -33,6 +33,18 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sluice stages tests benchmarks
-	$(BIN)/ruff format --check sluice stages tests benchmarks
+	$(BIN)/ruff check sluice stages tests benchmarks scripts
+	$(BIN)/ruff format --check sluice stages tests benchmarks scripts
 	$(BIN)/lint-imports
+
+# A team tracking server: PostgreSQL + `mlflow server` with basic auth and proxied artifacts,
+# on 127.0.0.1; state (database, logs, credentials) in .sluice/server/. Ends with the three
+# `export` lines to paste. `make server PORT=5050`, `ARTIFACTS=s3://bucket/mlflow` (with the
+# AWS_* and MLFLOW_S3_ENDPOINT_URL variables set) for artifacts on S3.
+server: $(STAMP)
+	@$(BIN)/python scripts/server.py start --port $(or $(PORT),5000) \
+		--state-dir "$(or $(SERVER_DIR),.sluice/server)" \
+		$(if $(ARTIFACTS),--artifacts-destination "$(ARTIFACTS)")
+
+server-stop:
+	@$(BIN)/python scripts/server.py stop --state-dir "$(or $(SERVER_DIR),.sluice/server)"

@@ -64,7 +64,7 @@ def run_seeds(dataset: str, seeds: list[int], overrides: list[str]) -> list[dict
 
 def summarise(rows: list[dict]) -> dict:
     out = {}
-    for role in ("base", "finetuned", "reference", "challenger"):
+    for role in ("base", "finetuned", "logreg", "hgb", "challenger"):
         picked = [r[r["challenger"]] if role == "challenger" else r.get(role) for r in rows]
         if any(p is None for p in picked):
             continue

@@ -7,7 +7,9 @@ status, promote (gated), rollback, history and predict. Every command reads ``pa
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -34,6 +36,19 @@ NameOpt = Annotated[
 ]
 
 
+def _refusals_as_errors(command: Callable) -> Callable:
+    """A tracking server's refusal (HTTP 401/403) becomes one ``error:`` line, no traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        from sluice.tracking.store import server_refusals
+
+        with server_refusals(f"`sluice {command.__name__}` on the registered model"):
+            return command(*args, **kwargs)
+
+    return wrapper
+
+
 def _setup(params_path: Path, model_name: str | None):
     """Validate params, point MLflow at the store; return (params, model name)."""
     from sluice.config import load_params
@@ -46,6 +61,7 @@ def _setup(params_path: Path, model_name: str | None):
 
 @app.command()
 @report_errors
+@_refusals_as_errors
 def status(params_path: ParamsOpt = Path("params.yaml"), model_name: NameOpt = None) -> None:
     """Registered versions, their aliases, role and test metrics, and the last gate verdict."""
     from sluice.tracking.registry import aliases, list_versions, require_model
@@ -57,6 +73,7 @@ def status(params_path: ParamsOpt = Path("params.yaml"), model_name: NameOpt = N
 
 @app.command()
 @report_errors
+@_refusals_as_errors
 def promote(
     version: Annotated[
         str, typer.Option("--version", help="Candidate: a version number or an alias.")
@@ -92,6 +109,7 @@ def promote(
 
 @app.command()
 @report_errors
+@_refusals_as_errors
 def rollback(
     reason: Annotated[str, typer.Option("--reason", help="Why (recorded in the history).")] = "",
     params_path: ParamsOpt = Path("params.yaml"),
@@ -110,6 +128,7 @@ def rollback(
 
 @app.command()
 @report_errors
+@_refusals_as_errors
 def history(
     alias: Annotated[str | None, typer.Option("--alias", help="Only moves of this alias.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw entries as JSON.")] = False,
@@ -130,6 +149,7 @@ def history(
 
 @app.command()
 @report_errors
+@_refusals_as_errors
 def predict(
     input_csv: Annotated[Path, typer.Argument(help="CSV with the training feature columns.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV to write.")],
@@ -146,7 +166,11 @@ def predict(
     params_path: ParamsOpt = Path("params.yaml"),
     model_name: NameOpt = None,
 ) -> None:
-    """Score a CSV: `predicted` label and `prob_<class>` per class, written atomically."""
+    """Score a CSV: `predicted` label and `prob_<class>` per class, written atomically.
+
+    Probabilities are the model's calibrated ones; for a binary model with a decision
+    threshold (evaluate.threshold), `predicted` is the label under that threshold.
+    """
     from sluice.lifecycle.predict import predict_csv
     from sluice.lifecycle.promotion import model_ref
     from sluice.tracking.registry_io import load_registered
@@ -160,7 +184,7 @@ def predict(
 
 # Views: rich tables on stdout (the library logs; only the CLI prints).
 
-METRIC_COLUMNS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
+METRIC_COLUMNS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy", "ece")
 
 
 def _console(stderr: bool = False):
@@ -176,11 +200,13 @@ def _num(x) -> str:
 
 
 def _print_status(name: str, alias_map: dict[str, str], versions: list) -> None:
-    """One row per registered version: aliases, role, test metrics, last gate verdict."""
+    """One row per registered version: aliases, role, test metrics, how it decides (argmax or
+    a threshold), last gate verdict."""
     from rich.table import Table
 
     table = Table(title=f"{name}: registered versions")
-    for col in ("version", "aliases", "role", "created", *METRIC_COLUMNS, "gate", "run"):
+    columns = ("version", "aliases", "role", "created", *METRIC_COLUMNS, "decision", "gate", "run")
+    for col in columns:
         table.add_column(col)
     for v in versions:
         tags, version = v.tags or {}, str(v.version)
@@ -189,8 +215,9 @@ def _print_status(name: str, alias_map: dict[str, str], versions: list) -> None:
         gate += " (forced)" if tags.get("sluice.gate.forced") == "true" else ""
         created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
         metrics = [tags.get(f"test_{m}", "-")[:6] for m in METRIC_COLUMNS]
-        role = tags.get("sluice.role", "-")
-        table.add_row(version, held or "-", role, created, *metrics, gate, (v.run_id or "")[:8])
+        role, decision = tags.get("sluice.role", "-"), _escape(tags.get("sluice.decision", "-"))
+        row = [version, held or "-", role, created, *metrics, decision, gate, (v.run_id or "")[:8]]
+        table.add_row(*row)
     _console().print(table)
 
 
@@ -232,7 +259,8 @@ def _verdict_table(v):
             v.metric, _num(v.champion), _num(v.challenger), diff, rule, _mark(v.primary_ok)
         )
     for g in v.guards:
-        drop, rule = f"drop {_num(g.drop)}", f"drop <= {g.tolerance:g}"
+        change = "increase" if g.lower_is_better else "drop"  # ece, brier: lower is better
+        drop, rule = f"{change} {_num(g.drop)}", f"{change} <= {g.tolerance:g}"
         table.add_row(
             f"guard {g.metric}", _num(g.champion), _num(g.challenger), drop, rule, _mark(g.ok)
         )

@@ -14,14 +14,23 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import annotated_types
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from sluice.errors import SluiceError
 
 BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer")
 NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
-GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy")
+LOWER_IS_BETTER = ("ece", "brier")  # calibration: a guard's tolerance is the largest increase
+GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy", *LOWER_IS_BETTER)
 _REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
 
 
@@ -58,8 +67,8 @@ class DataConfig(Section):
 
 
 class CleanConfig(Section):
-    duplicates: Literal["drop", "keep"] = "drop"
-    conflicting_labels: Literal["drop", "error"] = "drop"
+    duplicates: Literal["keep", "drop"] = "keep"
+    conflicting_labels: Literal["keep", "drop", "error"] = "keep"
     missing_target: Literal["drop", "error"] = "drop"
     bad_values: Literal["error", "missing"] = "error"
     label_case: Literal["merge", "keep"] = "merge"
@@ -90,18 +99,110 @@ class ResampleConfig(Section):
         "adasyn",
         "smote_tomek",
         "smote_enn",
+        "gan",
     ] = "random_over"
     k_neighbors: between(int, 1, 100) = 5
     class_weights: bool = False
+    check_rows: between(int, 0, 1_000_000) = 1000
+
+    class GanConfig(Section):
+        """method gan: the class-conditional WGAN-GP of sluice.data.gan."""
+
+        epochs: between(int, 1, 100_000) = 100
+        batch_size: between(int, 2, 1_000_000) = 64
+        latent_dim: between(int, 1, 4096) = 32
+        hidden: between(int, 1, 65_536) = 128
+        lr: between(float, 1e-7, 1.0) = 0.001
+        critic_steps: between(int, 1, 100) = 3
+        threads: between(int, 1, 1024) = 1
+
+    gan: GanConfig = GanConfig()
+
+
+TUNE_FAMILIES = ("tabm", "mlp", "linear", "cnn")  # the train.model values a study can choose
+TUNE_IMBALANCE = (
+    "none",
+    "class_weights",
+    "random_over",
+    "random_under",
+    "smote",
+    "borderline_smote",
+    "adasyn",
+    "smote_tomek",
+    "smote_enn",
+)
+# Bounds of each [low, high] range in tune.space (log-scale ranges start above zero).
+_TUNE_RANGES = {
+    "width": (1, 1_000_000),
+    "depth": (1, 64),
+    "dropout": (0.0, 0.95),
+    "weight_decay": (1e-12, 1.0),
+    "lr": (1e-7, 10.0),
+}
+
+
+class TuneSpace(Section):
+    """What the tune stage searches: a list of choices, or a [low, high] range; null keeps the
+    value of params.yaml (the key is not searched)."""
+
+    model: list[Literal[TUNE_FAMILIES]] | None = ["mlp"]
+    width: list[int] | None = [32, 512]
+    depth: list[int] | None = [1, 3]
+    dropout: list[float] | None = [0.0, 0.5]
+    weight_decay: list[float] | None = [1e-6, 1e-2]
+    lr: list[float] | None = [3e-4, 1e-2]
+    batch_size: list[between(int, 1, 1_000_000)] | None = [32, 64, 128, 256]
+    imbalance: list[Literal[TUNE_IMBALANCE]] | None = [
+        "none",
+        "class_weights",
+        "random_over",
+        "smote",
+    ]
+
+    @field_validator("model", "imbalance", mode="before")
+    @classmethod
+    def _known_choices(cls, value: Any, info: ValidationInfo) -> Any:
+        # Checked here, as the generic message cannot name choices inside ``list[...] | None``.
+        known = {"model": TUNE_FAMILIES, "imbalance": TUNE_IMBALANCE}[info.field_name]
+        for item in value if isinstance(value, list) else []:
+            if item not in known:
+                _bad(f"tune.space.{info.field_name}", item, f"use one of {', '.join(known)}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_and_choices(self) -> TuneSpace:
+        for key, (low, high) in _TUNE_RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not (len(value) == 2 and low <= value[0] <= value[1] <= high):
+                _bad(f"tune.space.{key}", value, f"give [low, high] within {low:g}..{high:g}")
+        for key in ("model", "batch_size", "imbalance"):
+            value = getattr(self, key)
+            if value is not None and (not value or len(set(value)) < len(value)):
+                _bad(f"tune.space.{key}", value, "list distinct choices, or null to not search it")
+        return self
+
+
+class TuneConfig(Section):
+    trials: between(int, 0, 1_000_000) = 0
+    timeout: between(float, 0.0, 1e7) = 0.0
+    metric: Literal["log_loss", "roc_auc", "f1_macro", "balanced_accuracy", "accuracy"] = "log_loss"
+    startup_trials: between(int, 1, 10_000) = 5
+    pruner: Literal["median", "none"] = "median"
+    warmup_epochs: between(int, 0, 100_000) = 5
+    storage: str | None = None
+    space: TuneSpace = TuneSpace()
 
 
 Widths = Annotated[list[between(int, 1, 1_000_000)], Field(min_length=1)]
 
 
 class TrainConfig(Section):
-    model: Literal["auto", "mlp", "cnn"] = "auto"
-    hidden: Widths = [64, 32]
+    model: Literal["auto", "tabm", "mlp", "linear", "cnn"] = "auto"
+    hidden: Widths = [256, 128]
     channels: Widths = [16, 32, 32]
+    k: between(int, 1, 128) = 8
+    bins: between(int, 0, 256) = 48
+    d_embedding: between(int, 1, 256) = 16
     scaler: Literal["power", "standard"] = "power"
     cnn_grid: between(int, 1, 16) = 4
     dropout: between(float, 0.0, 0.95) = 0.3
@@ -117,6 +218,9 @@ class TrainConfig(Section):
     augment_shift: between(int, 0, 4) = 1
     threads: between(int, 1, 256) = 1
     checkpoint_every: between(int, 1, 100_000) = 5
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    deterministic: bool = False
 
 
 class FinetuneConfig(Section):
@@ -153,9 +257,22 @@ def _check_init_from(init_from: str) -> None:
         )
 
 
+class DecisionCosts(Section):
+    fp: between(float, 0.0, 1e12) = 1.0  # cost of a false positive
+    fn: between(float, 0.0, 1e12) = 5.0  # cost of a false negative
+
+    @model_validator(mode="after")
+    def _some_cost(self) -> DecisionCosts:
+        if self.fp == 0 and self.fn == 0:
+            _bad("evaluate.costs", self.model_dump(), "give fp or fn a cost above 0")
+        return self
+
+
 class EvaluateConfig(Section):
     bootstrap: between(int, 0, 100_000) = 1000
-    reference: Literal["logreg", "none"] = "logreg"
+    reference: list[Literal["logreg", "hgb"]] = ["logreg", "hgb"]
+    threshold: Literal["argmax", "f1", "youden", "cost"] = "f1"
+    costs: DecisionCosts = DecisionCosts()
 
 
 Name = Annotated[str, Field(pattern=r"\S")]  # not empty, not only spaces
@@ -187,6 +304,10 @@ class PromoteConfig(Section):
         for key in [self.metric, *self.guards, *self.floors]:
             if key not in GATE_METRICS:
                 _bad("promote", key, f"use one of {', '.join(GATE_METRICS)}")
+        for where, keys in (("promote.metric", [self.metric]), ("promote.floors", self.floors)):
+            for key in keys:
+                if key in LOWER_IS_BETTER:
+                    _bad(where, key, "ece and brier (lower is better) are for promote.guards")
         return self
 
 
@@ -195,6 +316,7 @@ class Params(Section):
     data: DataConfig = DataConfig()
     clean: CleanConfig = CleanConfig()
     split: SplitConfig = SplitConfig()
+    tune: TuneConfig = TuneConfig()
     resample: ResampleConfig = ResampleConfig()
     train: TrainConfig = TrainConfig()
     finetune: FinetuneConfig = FinetuneConfig()
@@ -220,6 +342,54 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise SluiceError(format_error(exc.errors()[0], Params)) from None
+
+
+TUNED_PATH = Path("reports/tuned.yaml")  # the tune stage's choice (a DVC output)
+TUNED_SECTIONS = ("resample", "train")  # the sections a choice may set
+
+
+def apply_tuned(params: Params, tuned: dict[str, Any], source: str = str(TUNED_PATH)) -> Params:
+    """``params`` with the tune stage's choice on top: ``{"train": {"lr": ...}, ...}``.
+
+    The one way stages and tuning trials turn a choice into the values they use; ``{}`` or
+    empty sections (tuning skipped) leave ``params`` as it is. The result is validated again.
+    """
+    raw = params.model_dump()
+    for section, values in tuned.items():
+        if section not in TUNED_SECTIONS or not isinstance(values, dict):
+            raise SluiceError(
+                f"{source}: unexpected entry {section!r} (a choice sets only "
+                f"{', '.join(TUNED_SECTIONS)}); re-run the tune stage: dvc repro -f tune"
+            )
+        raw[section] = {**raw[section], **values}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        message = format_error(exc.errors()[0], Params).removeprefix("params.yaml: ")
+        raise SluiceError(f"{source}: {message}") from None
+
+
+def load_tuned_params(
+    path: str | Path = "params.yaml", tuned_path: str | Path = TUNED_PATH
+) -> Params:
+    """params.yaml with the tune stage's choice applied: what resample, train and finetune use.
+
+    Without a choice file (the tune stage has not run, e.g. a stage run by hand) params.yaml
+    is used as it is.
+    """
+    import yaml
+
+    params = load_params(path)
+    tuned_path = Path(tuned_path)
+    if not tuned_path.exists():
+        return params
+    try:
+        tuned = yaml.load(tuned_path.read_text(), Loader=_yaml_loader()) or {}
+    except yaml.YAMLError as exc:
+        raise SluiceError(f"{tuned_path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(tuned, dict):
+        raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
+    return apply_tuned(params, tuned, str(tuned_path))
 
 
 # YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes

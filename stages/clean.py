@@ -29,6 +29,16 @@ def main() -> None:
         report["rows_out"],
         {k: v for k, v in report["dropped"].items() if v} or "nothing",
     )
+    kept = report["kept"]
+    if any(kept.values()):
+        log.info(
+            "clean: kept %d duplicate rows (repeated observations) and %d rows whose identical "
+            "features carry different labels (label noise, learnt as probabilities); identical "
+            "feature rows stay in one split. clean.duplicates / clean.conflicting_labels: drop "
+            "removes them",
+            kept["duplicate"],
+            kept["conflicting_label"],
+        )
     log.info("clean: column types (see reports/clean.json): %s", describe_types(report))
 
 

@@ -1,7 +1,7 @@
 """Stage finetune: a trained model (models/base or a registry version) -> models/finetuned."""
 
 from sluice import paths
-from sluice.config import load_params
+from sluice.config import load_tuned_params
 from sluice.errors import report_errors
 from sluice.io import read_json
 from sluice.stage import run_stage
@@ -9,7 +9,7 @@ from sluice.stage import run_stage
 
 @report_errors
 def main() -> None:
-    params = load_params()
+    params = load_tuned_params()  # params.yaml + the tune stage's choice
     from sluice.data.splitting import sorted_labels
     from sluice.model.nets import freeze, replace_head
     from sluice.pipeline.runner import TrainingJob, fit_settings, run_training

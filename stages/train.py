@@ -3,7 +3,7 @@
 import pandas as pd
 
 from sluice import paths
-from sluice.config import load_params
+from sluice.config import load_tuned_params
 from sluice.data.columns import feature_types
 from sluice.data.resampling import class_weights
 from sluice.data.splitting import sorted_labels
@@ -14,7 +14,7 @@ from sluice.stage import run_stage
 
 @report_errors
 def main() -> None:
-    params = load_params()
+    params = load_tuned_params()  # params.yaml + the tune stage's choice
     from sluice.model.factory import new_model
     from sluice.pipeline.runner import TrainingJob, fit_settings, run_training
 

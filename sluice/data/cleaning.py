@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 DROP_REASONS = ("missing_target", "duplicate", "conflicting_label", "rare_class")
 FIX_REASONS = ("bad_value_to_missing", "inf_to_missing", "label_normalised")
+KEEP_REASONS = ("duplicate", "conflicting_label")  # counted, and kept by the default policy
 
 
 @dataclass(frozen=True)
@@ -58,7 +59,8 @@ def clean_table(
     """Return the cleaned frame (features in order, then ``target`` as strings) and a report.
 
     The input is not modified; ``source`` names the data in error messages. Report keys:
-    source, rows_in, rows_out, dropped {reason: rows}, fixed {reason: values}, columns
+    source, rows_in, rows_out, dropped {reason: rows}, fixed {reason: values}, kept {reason:
+    rows} (duplicates and conflicting labels the policy keeps), columns
     {name: {type, inferred, missing}}, classes {label: rows}, label_merges {kept: [merged]},
     dropped_classes [label]. The index holds 0-based input rows until the last step.
     """
@@ -145,21 +147,29 @@ def merge_label_case(run: _Cleaning, labels: pd.Series) -> pd.Series:
 
 
 def drop_duplicates(run: _Cleaning, out: pd.DataFrame) -> pd.DataFrame:
-    """Drop exact duplicate rows (features and label) when clean.duplicates is drop."""
-    if run.cfg.duplicates != "drop":
-        return out
+    """Exact duplicate rows (features and label): counted, and dropped when clean.duplicates is
+    drop. Kept by default: in real data they are repeated observations (several people share a
+    profile), and dropping them would change how often each case is seen."""
     dup = _duplicated(out, keep="first")
+    if run.cfg.duplicates == "keep":
+        run.report["kept"]["duplicate"] = int(dup.sum())
+        return out
     run.report["dropped"]["duplicate"] = int(dup.sum())
     return out[~dup]
 
 
 def drop_conflicting_labels(run: _Cleaning, out: pd.DataFrame, features: list[str]) -> pd.DataFrame:
-    """Rows whose identical features carry different labels: dropped, or refused on error."""
+    """Rows whose identical features carry different labels: kept (the default), dropped, or
+    refused. Kept, they are label noise that makes the problem probabilistic, which the model
+    should learn as a probability; ``split`` keeps identical feature rows in one split."""
     same = out[_duplicated(out[features], keep=False)]
     groups = same.groupby(features, dropna=False, sort=False)
     conflict = groups[run.target].transform("nunique").to_numpy() > 1
     if run.cfg.conflicting_labels == "error" and conflict.any():
         raise run.fail(_conflict_message(run, same, groups.ngroup(), conflict))
+    if run.cfg.conflicting_labels == "keep":
+        run.report["kept"]["conflicting_label"] = int(conflict.sum())
+        return out
     run.report["dropped"]["conflicting_label"] = int(conflict.sum())
     return out.drop(index=same.index[conflict])
 
@@ -175,7 +185,7 @@ def _conflict_message(
         f"data rows {first + 1} and {other + 1} have identical features but different "
         f"labels ({_q(labels.loc[first])} vs {_q(labels.loc[other])}) in column "
         f"{_q(run.target)}, {conflict.sum()} rows in all; "
-        "fix the labels or set clean.conflicting_labels: drop"
+        "fix the labels, or set clean.conflicting_labels: drop (or keep them as label noise)"
     )
 
 
@@ -230,6 +240,7 @@ def _new_report(source: str, rows: int) -> dict[str, Any]:
         "rows_out": 0,
         "dropped": dict.fromkeys(DROP_REASONS, 0),
         "fixed": dict.fromkeys(FIX_REASONS, 0),
+        "kept": dict.fromkeys(KEEP_REASONS, 0),
         "columns": {},
         "classes": {},
         "label_merges": {},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -11,7 +13,8 @@ from sluice.errors import SluiceError
 
 log = logging.getLogger(__name__)
 
-SYNTHETIC = ("smote", "borderline_smote", "adasyn", "smote_tomek", "smote_enn")
+SYNTHETIC = ("smote", "borderline_smote", "adasyn", "smote_tomek", "smote_enn", "gan")
+APPENDING = ("smote", "borderline_smote", "adasyn", "gan")  # originals first, then new rows
 MISSING_CATEGORY = "__missing__"
 
 
@@ -22,17 +25,23 @@ def resample(
     method: str,
     k_neighbors: int,
     seed: int,
+    *,
+    gan: Mapping[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Rebalance the training split with the imbalanced-learn sampler named by ``method``.
 
     Random samplers pick whole rows (missing values and categories pass through untouched).
-    Synthetic samplers need complete rows: numeric gaps are filled with the training median and
+    The SMOTE family needs complete rows: numeric gaps are filled with the training median and
     categorical gaps with a ``__missing__`` category first; SMOTENC / SMOTEN take over from SMOTE
-    when there are categorical features.
+    when there are categorical features. ``gan`` (sluice.data.gan) keeps the original rows as
+    they are and adds generated ones; ``gan`` holds its options (epochs, batch_size, ...).
 
     Returns:
         (resampled frame, info) where info holds class counts before/after and, for synthetic
-        methods, ``k_neighbors`` and ``sampler`` (e.g. SMOTENC when features are categorical).
+        methods, ``sampler`` (e.g. SMOTENC when features are categorical) and SMOTE's
+        ``k_neighbors``. Over-samplers that keep the original rows first and append new ones
+        (smote, borderline_smote, adasyn, gan) also give ``rows_generated``: the frame's last
+        rows, which ``sluice.data.synthetic.check_generated`` can compare with the real ones.
     """
     before = _counts(train[target])
     info: dict = {"method": method, "rows_before": len(train), "counts_before": before}
@@ -40,12 +49,16 @@ def resample(
         out = train
     elif method in ("random_over", "random_under"):
         out = _resample_rows(train, target, method, seed)
+    elif method == "gan":
+        out, info["sampler"] = _resample_gan(train, target, feature_types, seed, gan or {})
     else:
         k = _neighbours(before, method, k_neighbors)
         info["k_neighbors"] = k
         out, info["sampler"] = _resample_synthetic(train, target, feature_types, method, k, seed)
     info["rows_after"] = len(out)
     info["counts_after"] = _counts(out[target])
+    if method in APPENDING:  # the original rows first, then the generated ones
+        info["rows_generated"] = len(out) - len(train)
     return out.reset_index(drop=True), info
 
 
@@ -100,6 +113,20 @@ def _resample_synthetic(
     out = pd.DataFrame(X_new, columns=features)
     for col in features:
         out[col] = out[col].astype(X[col].dtype)
+    out[target] = y_new
+    return out, type(sampler).__name__
+
+
+def _resample_gan(
+    train: pd.DataFrame, target: str, feature_types: dict[str, str], seed: int, options: Mapping
+) -> tuple[pd.DataFrame, str]:
+    """The training rows as they are, then rows from a class-conditional GAN trained on them."""
+    from sluice.data.gan import GANOverSampler
+
+    features = [c for c in train.columns if c != target]
+    categorical = [i for i, c in enumerate(features) if feature_types.get(c) == "categorical"]
+    sampler = GANOverSampler(random_state=seed, categorical_features=categorical, **options)
+    out, y_new = sampler.fit_resample(train[features], train[target].to_numpy())
     out[target] = y_new
     return out, type(sampler).__name__
 

@@ -3,7 +3,9 @@
 A challenger replaces the champion only if the primary metric improves by at least
 ``min_delta`` *and* the paired bootstrap's 95 % interval of the difference lies above zero, and
 no guard metric drops by more than its tolerance. With no champion, the candidate must reach the
-absolute floors. An undefined (NaN) metric never wins. No IO, logging or tracking here.
+absolute floors. An undefined (NaN) metric never wins. Guards may also be calibration scores
+(``ece``, ``brier``), for which lower is better: their tolerance is the largest allowed increase.
+No IO, logging or tracking here.
 """
 
 from __future__ import annotations
@@ -14,13 +16,15 @@ from typing import Any
 
 import numpy as np
 
-from sluice.config import PromoteConfig
+from sluice.config import LOWER_IS_BETTER, PromoteConfig
+from sluice.evaluation.calibration import brier_score, expected_calibration_error
 from sluice.evaluation.metrics import metric_value, paired_bootstrap_delta
 
 
 @dataclass(frozen=True)
 class GuardCheck:
-    """A guard metric on both models: ``drop = champion - challenger`` must be <= tolerance."""
+    """A guard metric on both models: ``drop``, how much worse the challenger is (champion -
+    challenger; challenger - champion where lower is better), must be <= tolerance."""
 
     metric: str
     champion: float
@@ -28,6 +32,7 @@ class GuardCheck:
     drop: float
     tolerance: float
     ok: bool
+    lower_is_better: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,9 @@ def _judge_compare(
     guards = tuple(_guard(y_true, prob_a, prob_b, m, t) for m, t in cfg.guards.items())
     for g in guards:
         verb = "within" if g.ok else "exceeds"
+        change = "increase" if g.lower_is_better else "drop"
         reasons.append(
-            f"guard {g.metric}: {_f(g.champion)} -> {_f(g.challenger)}, drop {_f(g.drop)} "
+            f"guard {g.metric}: {_f(g.champion)} -> {_f(g.challenger)}, {change} {_f(g.drop)} "
             f"{verb} tolerance {g.tolerance:g}"
         )
     return Verdict(
@@ -166,16 +172,26 @@ def _primary(d: dict[str, float], cfg: PromoteConfig) -> tuple[bool, list[str]]:
 def _guard(
     y_true: np.ndarray, prob_a: np.ndarray, prob_b: np.ndarray, metric: str, tolerance: float
 ) -> GuardCheck:
-    """A guard holds if the challenger is defined and drops at most ``tolerance``."""
-    a, b = metric_value(y_true, prob_a, metric), metric_value(y_true, prob_b, metric)
-    drop = a - b
+    """A guard holds if the challenger is defined and is worse by at most ``tolerance``."""
+    a, b = _value(y_true, prob_a, metric), _value(y_true, prob_b, metric)
+    lower = metric in LOWER_IS_BETTER
+    drop = b - a if lower else a - b
     if not _finite(b):
         ok = False
     elif not _finite(a):
         ok = True  # nothing defined to drop from
     else:
         ok = drop <= tolerance
-    return GuardCheck(metric, a, b, drop, tolerance, ok)
+    return GuardCheck(metric, a, b, drop, tolerance, ok, lower)
+
+
+def _value(y_true: np.ndarray, prob: np.ndarray, metric: str) -> float:
+    """A guard metric on the full rows: a calibration score, or :func:`metric_value`."""
+    if metric == "ece":
+        return expected_calibration_error(y_true, prob)
+    if metric == "brier":
+        return brier_score(y_true, prob)
+    return metric_value(y_true, prob, metric)
 
 
 def _floor(y_true: np.ndarray, prob: np.ndarray, metric: str, floor: float) -> FloorCheck:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from sluice.errors import SluiceError
+from sluice.evaluation.calibration import brier_score, expected_calibration_error
 
 BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 MAX_CURVE_POINTS = 200
@@ -61,9 +62,10 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, classes: Sequence[st
     """All headline metrics for one set of predictions (``y_pred`` is the argmax class).
 
     Returns plain floats ``accuracy``, ``balanced_accuracy``, ``{precision,recall,f1}_macro``,
-    ``roc_auc``, ``pr_auc``, ``log_loss`` (``nan`` where undefined), plus ``per_class``
-    ({name: precision, recall, f1, support}) and ``confusion_matrix`` (K x K int lists,
-    rows = true, columns = predicted). Raises SluiceError on malformed inputs.
+    ``roc_auc``, ``pr_auc``, ``log_loss`` (``nan`` where undefined), the calibration scores
+    ``ece`` (top-label, 15 bins) and ``brier`` (see :mod:`sluice.evaluation.calibration`), plus
+    ``per_class`` ({name: precision, recall, f1, support}) and ``confusion_matrix`` (K x K int
+    lists, rows = true, columns = predicted). Raises SluiceError on malformed inputs.
     """
     from sklearn import metrics as skm
 
@@ -82,6 +84,8 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, classes: Sequence[st
         "roc_auc": metric_value(y_true, y_prob, "roc_auc"),
         "pr_auc": _pr_auc(y_true, y_prob),
         "log_loss": _safe(skm.log_loss, y_true, y_prob, labels=labels),
+        "ece": expected_calibration_error(y_true, y_prob),
+        "brier": _safe(brier_score, y_true, y_prob),
     }
     out["per_class"] = {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}

@@ -1,4 +1,4 @@
-"""Figures for MLflow: ROC, precision-recall, confusion matrix, training curves."""
+"""Figures for MLflow: ROC, precision-recall, confusion matrix, reliability, training curves."""
 
 from __future__ import annotations
 
@@ -49,6 +49,27 @@ def confusion_figure(matrix: list[list[int]], classes: list[str], title: str):
             color="white" if n > cm.max() / 2 else "black",
             fontsize=8,
         )
+    fig.tight_layout()
+    return fig
+
+
+def reliability_figure(diagrams: dict[str, list[dict]], title: str):
+    """Reliability diagram: accuracy against mean top-label confidence per bin, one line per
+    set of probabilities (e.g. before and after temperature scaling; rows from
+    ``calibration.reliability_bins``), marker area by the bin's share of rows, and the diagonal
+    a calibrated model follows."""
+    fig, ax = plt.subplots(figsize=(5, 4.5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8, label="perfect calibration")
+    for name, rows in diagrams.items():
+        total = sum(r["count"] for r in rows) or 1
+        x = [r["confidence"] for r in rows]
+        y = [r["accuracy"] for r in rows]
+        (line,) = ax.plot(x, y, marker="", label=name)
+        sizes = [400 * r["count"] / total + 8 for r in rows]
+        ax.scatter(x, y, s=sizes, color=line.get_color(), alpha=0.6)
+    ax.set(xlabel="confidence (top class)", ylabel="accuracy", title=title, xlim=(0, 1.01))
+    ax.set_ylim(0, 1.01)
+    ax.legend(loc="upper left")
     fig.tight_layout()
     return fig
 

@@ -1,5 +1,9 @@
 """Batch prediction: a raw CSV in, a CSV of predicted labels and class probabilities out.
 
+Output columns: the ``keep`` columns, ``predicted`` (for a binary model that carries a decision
+threshold, the positive class where its probability reaches the threshold, else the most probable
+class), then ``prob_<class>`` per class: the model's calibrated probabilities.
+
 The input is read in chunks (memory stays flat for any file size) and only the model's feature
 columns (plus any ``keep`` columns) are parsed; other columns are ignored. The output is written
 to a temporary sibling and renamed at the end, so a failed run never leaves a partial file.
@@ -11,16 +15,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from sluice.errors import SluiceError
 from sluice.io import atomic_path
-from sluice.model.bundle import Classifier
+from sluice.model.bundle import PREDICTED, Classifier
 
 log = logging.getLogger(__name__)
 
-PREDICTED = "predicted"
 PROB_PREFIX = "prob_"
 
 
@@ -32,10 +34,11 @@ def output_columns(classifier: Classifier, keep: Sequence[str] = ()) -> list[str
 def score_frame(
     classifier: Classifier, frame: pd.DataFrame, keep: Sequence[str] = (), source: str = "input"
 ) -> pd.DataFrame:
-    """Predicted label and one probability column per class for each row of ``frame``."""
+    """Predicted label (under the model's decision threshold, if it has one) and one probability
+    column per class for each row of ``frame``."""
     prob = classifier.predict_proba(frame, source)  # (n, K)
     out = frame[list(keep)].reset_index(drop=True)
-    out[PREDICTED] = np.asarray(classifier.classes, dtype=object)[prob.argmax(axis=1)]
+    out[PREDICTED] = classifier.predict_labels(prob)
     for i, name in enumerate(classifier.classes):
         out[f"{PROB_PREFIX}{name}"] = prob[:, i]
     return out

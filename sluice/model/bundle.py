@@ -3,7 +3,11 @@
 Layout of a bundle directory::
 
     model.pt     torch state dict, loaded with ``weights_only=True``
-    model.json   {"arch", "args", "classes", "preprocessor", "weights_sha256", ...}
+    model.json   {"arch", "args", "classes", "preprocessor", "weights_sha256", ...,
+                  "calibration": {"temperature", ...}, "decision": {"rule", "threshold", ...}}
+
+``calibration`` and ``decision`` are fitted on the validation split after training; a bundle
+without them (an older model) predicts with temperature 1 and the argmax.
 """
 
 from __future__ import annotations
@@ -34,19 +38,63 @@ class Classifier:
         self.spec = spec
         self.classes: list[str] = list(spec["classes"])
         self.preprocessor = Preprocessor.from_dict(spec["preprocessor"])
+        self.temperature: float = float(spec.get("calibration", {}).get("temperature", 1.0))
+        threshold = spec.get("decision", {}).get("threshold")
+        # The threshold is on the probability of classes[1]: binary models only.
+        self.threshold: float | None = None if threshold is None else float(threshold)
+        _check_decision(self.temperature, self.threshold, len(self.classes))
 
     @property
     def feature_columns(self) -> list[str]:
         return list(self.preprocessor.feature_types)
 
-    def predict_proba(self, df: pd.DataFrame, source: str = "input") -> np.ndarray:
-        """(n, K) probabilities, columns in ``self.classes`` order."""
+    def predict_proba(
+        self, df: pd.DataFrame, source: str = "input", calibrated: bool = True
+    ) -> np.ndarray:
+        """(n, K) probabilities, columns in ``self.classes`` order; ``calibrated=False`` gives
+        the network's own (temperature 1)."""
         X = torch.from_numpy(self.preprocessor.transform(df, source))
-        return predict_proba(self.net, X, dtype=torch.float64).numpy()
+        temperature = self.temperature if calibrated else 1.0
+        return predict_proba(self.net, X, dtype=torch.float64, temperature=temperature).numpy()
+
+    def predict_labels(self, prob: np.ndarray) -> np.ndarray:
+        """Class names for (n, K) probabilities: ``classes[1]`` where its probability reaches
+        the decision threshold (binary models that carry one), else the most probable class."""
+        if self.threshold is not None:
+            index = (prob[:, 1] >= self.threshold).astype(np.int64)
+        else:
+            index = prob.argmax(axis=1)
+        return np.asarray(self.classes, dtype=object)[index]
 
     def predict_frame(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
         """A frame with one probability column per class (named by class)."""
         return pd.DataFrame(self.predict_proba(df, source), columns=self.classes, index=df.index)
+
+    @property
+    def output_columns(self) -> list[str]:
+        """What the served model returns: a probability column per class (named by class), and
+        ``predicted`` when the model carries a decision threshold."""
+        return [*self.classes, *([PREDICTED] if self.threshold is not None else [])]
+
+    def output_frame(self, df: pd.DataFrame, source: str = "input") -> pd.DataFrame:
+        """The served model's answer (:attr:`output_columns`)."""
+        out = self.predict_frame(df, source)
+        if self.threshold is not None:
+            out[PREDICTED] = self.predict_labels(out[self.classes].to_numpy())
+        return out
+
+
+PREDICTED = "predicted"  # the label column of predictions
+
+
+def _check_decision(temperature: float, threshold: float | None, n_classes: int) -> None:
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise SluiceError(f"model.json: calibration temperature {temperature} is not positive")
+    if threshold is not None and (n_classes != 2 or not np.isfinite(threshold)):
+        raise SluiceError(
+            f"model.json: a decision threshold ({threshold}) needs a binary model and a "
+            f"finite value ({n_classes} classes here); re-train the model"
+        )
 
 
 def save_bundle(path: str | Path, net: torch.nn.Module, spec: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ from torch import nn
 from sluice.config import TrainConfig
 from sluice.model.nets import build_net, choose_arch, image_shape_for
 from sluice.model.preprocess import Preprocessor
+from sluice.model.tabular import quantile_bins
 
 SCALING = {"power": "power", "standard": "column"}  # train.scaler -> Preprocessor scaling
 
@@ -36,6 +37,8 @@ def new_model(
     )
     pre.fit(train_natural)
     args = net_args(arch, cfg, pre.n_outputs, len(feature_types), len(classes))
+    if arch == "tabm":
+        args.update(embedding_args(cfg, pre, train_natural, seed))
     torch.manual_seed(seed)
     net = build_net(arch, args)
     return net, {"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict()}
@@ -53,9 +56,26 @@ def net_args(
             "dropout": cfg.dropout,
             "pooled_size": cfg.cnn_grid,
         }
-    return {
+    if arch == "linear":
+        return {"n_inputs": n_inputs, "n_classes": n_classes}
+    args = {
         "n_inputs": n_inputs,
         "n_classes": n_classes,
         "hidden": cfg.hidden,
         "dropout": cfg.dropout,
     }
+    if arch == "tabm":
+        args.update(k=cfg.k, embedded=[], bins=[], d_embedding=cfg.d_embedding)
+    return args
+
+
+def embedding_args(
+    cfg: TrainConfig, pre: Preprocessor, train_natural: pd.DataFrame, seed: int
+) -> dict[str, Any]:
+    """TabM's piecewise-linear embeddings: which numeric columns, and their quantile bins on the
+    natural training split (after the same preprocessing the network sees)."""
+    if cfg.bins == 0 or not pre.numeric:
+        return {}
+    X = pre.transform(train_natural)
+    embedded, bins = quantile_bins(X, list(range(len(pre.numeric))), cfg.bins, seed)
+    return {"embedded": embedded, "bins": bins}

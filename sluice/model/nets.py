@@ -1,4 +1,5 @@
-"""The networks: an MLP for tabular rows and a small CNN for image-shaped rows.
+"""The networks: an MLP for tabular rows and a small CNN for image-shaped rows (TabM and a linear
+model are in ``sluice.model.tabular``), and what every one of them supports.
 
 Each network has a ``features`` body and a ``head`` (the final linear layer), the two names that
 ``finetune.freeze`` and ``finetune.reinit_head`` refer to.
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 
 from sluice.errors import SluiceError
+from sluice.model.tabular import Linear, TabM
 
 
 class MLP(nn.Module):
@@ -27,6 +29,9 @@ class MLP(nn.Module):
             width = size
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(width, n_classes)
+
+    def new_head(self, n_classes: int) -> nn.Module:
+        return nn.Linear(self.head.in_features, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, n_inputs) -> logits
         return self.head(self.features(x))
@@ -65,12 +70,16 @@ class CNN(nn.Module):
         # Channels-last convolutions run about 20 % faster on CPU for these small maps.
         self.to(memory_format=torch.channels_last)
 
+    def new_head(self, n_classes: int) -> nn.Module:
+        return nn.Linear(self.head.in_features, n_classes)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, H*W) -> logits
         x = x.view(x.shape[0], 1, *self.image_shape)
         return self.head(self.features(x))
 
 
-ARCHS = {"mlp": MLP, "cnn": CNN}
+ARCHS = {"mlp": MLP, "cnn": CNN, "tabm": TabM, "linear": Linear}
+TABULAR_DEFAULT = "tabm"  # what train.model: auto picks for rows that are not images
 
 
 def build_net(arch: str, args: dict[str, Any]) -> nn.Module:
@@ -85,7 +94,7 @@ def image_shape_for(n_features: int) -> list[int] | None:
 
 
 def choose_arch(requested: str, n_features: int, all_numeric: bool) -> str:
-    """Resolve ``train.model``: ``auto`` picks the CNN for image-shaped rows, else the MLP."""
+    """Resolve ``train.model``: ``auto`` picks the CNN for image-shaped rows, else TabM."""
     if requested == "cnn" and image_shape_for(n_features) is None:
         raise SluiceError(
             f"train.model cnn needs square images, but rows have {n_features} features; "
@@ -93,12 +102,14 @@ def choose_arch(requested: str, n_features: int, all_numeric: bool) -> str:
         )
     if requested != "auto":
         return requested
-    return "cnn" if all_numeric and image_shape_for(n_features) else "mlp"
+    return "cnn" if all_numeric and image_shape_for(n_features) else TABULAR_DEFAULT
 
 
 def freeze(net: nn.Module, names: list[str]) -> None:
     """Stop gradients for the submodules named in ``names`` (e.g. ``features``, ``features.0``)."""
     for name in names:
+        if name.startswith("features") and not any(True for _ in net.features.parameters()):
+            continue  # a body without weights (the linear model): nothing to freeze
         try:
             module = net.get_submodule(name)
         except AttributeError:
@@ -127,4 +138,4 @@ def count_parameters(net: nn.Module) -> dict[str, int]:
 
 def replace_head(net: nn.Module, n_classes: int) -> None:
     """Give the network a fresh head (new class count, or re-initialised for re-training)."""
-    net.head = nn.Linear(net.head.in_features, n_classes)
+    net.head = net.new_head(n_classes)

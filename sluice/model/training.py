@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from sluice.model.checkpoint import resume, save_checkpoint
 from sluice.model.nets import set_frozen_to_eval
 
 log = logging.getLogger(__name__)
@@ -37,6 +36,9 @@ class FitSettings:
     image_shape: list[int] | None = None
     class_weights: list[float] | None = None
     checkpoint_every: int = 5
+    device: str = "cpu"  # cpu | cuda | auto (cuda when available)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 (autocast; fp16 with a gradient scaler)
+    deterministic: bool = False  # deterministic algorithms (CUDA), at some speed cost
 
 
 @dataclass
@@ -94,31 +96,103 @@ def shift_images(x: torch.Tensor, shape: list[int], max_shift: int, gen: torch.G
     return out.reshape(n, h * w)
 
 
-def train_step(net, opt, sched, loss_fn, xb: torch.Tensor, yb: torch.Tensor) -> float:
-    """One optimisation step; returns the batch loss."""
+def ensemble_loss(loss_fn, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The loss of (batch, C) logits, or the mean loss of each member of (batch, k, C) logits
+    (an ensemble such as TabM: every member learns from every row)."""
+    if logits.dim() == 3:
+        k = logits.shape[1]
+        return loss_fn(logits.flatten(0, 1), y.repeat_interleave(k))
+    return loss_fn(logits, y)
+
+
+def to_proba(
+    logits: torch.Tensor, dtype: torch.dtype = torch.float32, temperature: float = 1.0
+) -> torch.Tensor:
+    """Class probabilities (batch, C): a softmax, averaged over members for (batch, k, C).
+
+    ``temperature`` T divides the logits before the softmax (temperature scaling, fitted on
+    validation): T > 1 softens over-confident probabilities, T = 1 changes nothing. For an
+    ensemble it divides the log of the members' mean softmax (the ensemble's own logits), so
+    that, as for one network, T never changes a row's most probable class.
+    """
+    z = logits.to(dtype)
+    if temperature != 1.0:
+        if z.dim() == 3:  # (batch, k, C) -> (batch, C): log of the members' mean softmax
+            z = torch.logsumexp(torch.log_softmax(z, dim=-1), dim=1) - float(np.log(z.shape[1]))
+        return torch.softmax(z / temperature, dim=-1)
+    prob = torch.softmax(z, dim=-1)
+    return prob.mean(dim=1) if prob.dim() == 3 else prob
+
+
+def train_step(net, opt, sched, loss_fn, xb: torch.Tensor, yb: torch.Tensor, amp=None):
+    """One optimisation step; returns the batch loss as a detached tensor on the batch's device
+    (read it once per epoch: a float() per step would wait for the device every step)."""
+    amp = amp or _Precision("fp32", xb.device)
     opt.zero_grad(set_to_none=True)
-    loss = loss_fn(net(xb), yb)
-    loss.backward()
-    opt.step()
+    with amp.autocast():
+        loss = ensemble_loss(loss_fn, net(xb), yb)
+    amp.scaler.scale(loss).backward()
+    amp.scaler.step(opt)
+    amp.scaler.update()
     if sched is not None:
         sched.step()
-    return float(loss.detach())
+    return loss.detach()
+
+
+class _Precision:
+    """Mixed precision on one device: an autocast context, and a gradient scaler for fp16
+    (a no-op scaler otherwise, so fp32 steps are exactly the plain ones)."""
+
+    DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+    def __init__(self, precision: str, device: torch.device) -> None:
+        self.dtype = self.DTYPES.get(precision)
+        self.device_type = device.type
+        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+    def autocast(self):
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None)
+
+
+def resolve_device(requested: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU. ``cuda`` without a GPU is a clear error."""
+    from sluice.errors import SluiceError
+
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise SluiceError("train.device is cuda, but torch sees no CUDA GPU; use auto or cpu")
+    return torch.device(requested)
 
 
 @torch.no_grad()
 def predict_proba(
-    net: nn.Module, X: torch.Tensor, batch_size: int = 4096, dtype: torch.dtype = torch.float32
+    net: nn.Module,
+    X: torch.Tensor,
+    batch_size: int = 4096,
+    dtype: torch.dtype = torch.float32,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
-    """Class probabilities (n, K) in eval mode; the softmax is taken in ``dtype``.
+    """Class probabilities (n, K) in eval mode; the softmax of ``logits / temperature`` is
+    taken in ``dtype``.
 
     Rows of float32 probabilities sum to 1 only within about 1e-7, which scikit-learn's
     ``log_loss`` rejects in float64: callers that hand probabilities on ask for float64.
     """
     net.eval()
     parts = [
-        torch.softmax(net(X[i : i + batch_size]).to(dtype), dim=1)
+        to_proba(net(X[i : i + batch_size]), dtype, temperature)
         for i in range(0, len(X), batch_size)
     ]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
+@torch.no_grad()
+def predict_logits(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    """Raw logits in eval mode: (n, C), or (n, k, C) for an ensemble (a temperature is fitted
+    on them)."""
+    net.eval()
+    parts = [net(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
     return torch.cat(parts) if parts else torch.empty(0)
 
 
@@ -126,11 +200,11 @@ def eval_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int) 
     """Validation loss, accuracy and macro F1."""
     prob = predict_proba(net, X)
     loss = float(nn.functional.nll_loss(torch.log(prob.clamp_min(1e-12)), y))
-    pred = prob.argmax(1).numpy()
+    pred, y = prob.argmax(1).cpu().numpy(), y.cpu().numpy()
     return {
         "val_loss": loss,
-        "val_accuracy": float((pred == y.numpy()).mean()),
-        "val_f1_macro": macro_f1(y.numpy(), pred, n_classes),
+        "val_accuracy": float((pred == y).mean()),
+        "val_f1_macro": macro_f1(y, pred, n_classes),
     }
 
 
@@ -150,7 +224,10 @@ def fit(
     on_epoch: Callable[[dict[str, float]], None] | None = None,
     checkpoint_path: Path | None = None,
 ) -> FitResult:
-    """Train ``net`` and return the weights of its best validation epoch.
+    """Train ``net`` and return the weights of its best validation epoch (CPU tensors).
+
+    The data moves to ``s.device`` once; batches are slices of it. ``net`` is back on the CPU
+    when this returns, so bundles and checkpoints load on any machine.
 
     Args:
         data: (X_train, y_train, X_val, y_val) as float32 / int64 arrays.
@@ -158,29 +235,25 @@ def fit(
         checkpoint_path: where to save resumable state every ``checkpoint_every`` epochs; an
             existing checkpoint for the same settings is resumed.
     """
-    X_tr, y_tr, X_val, y_val = (torch.from_numpy(np.array(a)) for a in data)
+    device = resolve_device(s.device)
+    _set_determinism(s, device)
+    X_tr, y_tr, X_val, y_val = (torch.from_numpy(np.array(a)).to(device) for a in data)
     torch.manual_seed(s.seed)
-    gen = torch.Generator().manual_seed(s.seed)
+    gen = torch.Generator().manual_seed(s.seed)  # batch order and shifts: the same on any device
+    net.to(device)
     steps = max(1, -(-len(y_tr) // s.batch_size))
-    opt, sched = make_optimizer(net, s), None
+    opt = make_optimizer(net, s)
     sched = make_schedule(opt, s, steps)
     weight = torch.tensor(s.class_weights, dtype=torch.float32) if s.class_weights else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight)
-    state = _TrainState(best=-np.inf, best_state=copy.deepcopy(net.state_dict()))
-    start = _resume(checkpoint_path, s, net, opt, sched, gen, state)
+    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None)
+    amp = _Precision(s.precision, device)
+    state = _TrainState(best=-np.inf, best_state=_cpu_state(net))
+    start = resume(checkpoint_path, asdict(s), net, opt, sched, gen, state)
     for epoch in range(start, s.epochs):
-        net.train()
-        set_frozen_to_eval(net)
-        order, losses = batch_order(y_tr, s, gen), []
-        for i in range(0, len(order), s.batch_size):
-            idx = order[i : i + s.batch_size]
-            xb = X_tr[idx]
-            if s.image_shape and s.augment_shift:
-                xb = shift_images(xb, s.image_shape, s.augment_shift, gen)
-            losses.append(train_step(net, opt, sched, loss_fn, xb, y_tr[idx]))
+        train_loss = _train_epoch(net, opt, sched, loss_fn, (X_tr, y_tr), s, gen, amp)
         record = {
             "epoch": epoch + 1,
-            "train_loss": float(np.mean(losses)),
+            "train_loss": train_loss,
             "lr": opt.param_groups[0]["lr"],
             **eval_step(net, X_val, y_val, n_classes),
         }
@@ -191,8 +264,39 @@ def fit(
             log.info("early stop at epoch %d (best epoch %d)", epoch + 1, state.best_epoch)
             break
         if checkpoint_path and (epoch + 1) % s.checkpoint_every == 0 and epoch + 1 < s.epochs:
-            _save_checkpoint(checkpoint_path, s, net, opt, sched, gen, state, epoch + 1)
+            save_checkpoint(checkpoint_path, asdict(s), net, opt, sched, gen, state, epoch + 1)
+    net.to("cpu")
     return FitResult(state.best_state, state.history, state.best_epoch, start)
+
+
+def _train_epoch(net, opt, sched, loss_fn, train, s: FitSettings, gen, amp) -> float:
+    """One pass over the training rows; the mean batch loss, read from the device once."""
+    X_tr, y_tr = train
+    net.train()
+    set_frozen_to_eval(net)
+    order = batch_order(y_tr.cpu(), s, gen).to(X_tr.device)
+    total, batches = torch.zeros((), dtype=torch.float64, device=X_tr.device), 0
+    for i in range(0, len(order), s.batch_size):
+        idx = order[i : i + s.batch_size]
+        xb = X_tr[idx]
+        if s.image_shape and s.augment_shift:
+            xb = shift_images(xb, s.image_shape, s.augment_shift, gen)
+        total += train_step(net, opt, sched, loss_fn, xb, y_tr[idx], amp).double()
+        batches += 1
+    return float(total) / max(batches, 1)
+
+
+def _set_determinism(s: FitSettings, device: torch.device) -> None:
+    """Seeded runs repeat exactly on the CPU; on CUDA only with deterministic algorithms."""
+    if s.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _cpu_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the weights on the CPU (the best epoch's, kept while training goes on)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
 
 
 @dataclass
@@ -211,56 +315,7 @@ class _TrainState:
         score = record["val_f1_macro"] if monitor == "f1_macro" else -record["val_loss"]
         if score > self.best:
             self.best, self.best_epoch, self.bad_epochs = score, epoch, 0
-            self.best_state = copy.deepcopy(net.state_dict())
+            self.best_state = _cpu_state(net)
         else:
             self.bad_epochs += 1
         return self.bad_epochs
-
-
-def _save_checkpoint(path, s, net, opt, sched, gen, state: _TrainState, epoch: int) -> None:
-    blob = {
-        "settings": asdict(s),
-        "epoch": epoch,
-        "net": net.state_dict(),
-        "opt": opt.state_dict(),
-        "sched": sched.state_dict() if sched else None,
-        "gen": gen.get_state(),
-        "torch_rng": torch.get_rng_state(),
-        "best": state.best,
-        "best_state": state.best_state,
-        "best_epoch": state.best_epoch,
-        "bad_epochs": state.bad_epochs,
-        "history": state.history,
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(blob, tmp)
-        os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
-    finally:
-        tmp.unlink(missing_ok=True)
-    log.info("checkpoint saved at epoch %d", epoch)
-
-
-def _resume(path, s, net, opt, sched, gen, state: _TrainState) -> int:
-    if path is None or not path.exists():
-        return 0
-    try:
-        blob: dict[str, Any] = torch.load(path, weights_only=True)
-    except Exception as exc:  # a corrupt checkpoint is only a lost shortcut: start over
-        log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
-        return 0
-    if blob.get("settings") != asdict(s):
-        log.info("checkpoint %s is for other settings; starting over", path)
-        return 0
-    net.load_state_dict(blob["net"])
-    opt.load_state_dict(blob["opt"])
-    if sched is not None and blob["sched"] is not None:
-        sched.load_state_dict(blob["sched"])
-    gen.set_state(blob["gen"])
-    torch.set_rng_state(blob["torch_rng"])
-    state.best, state.best_state = blob["best"], blob["best_state"]
-    state.best_epoch, state.bad_epochs = blob["best_epoch"], blob["bad_epochs"]
-    state.history = blob["history"]
-    log.info("resuming from checkpoint at epoch %d", blob["epoch"])
-    return int(blob["epoch"])

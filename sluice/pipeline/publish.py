@@ -25,17 +25,22 @@ def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
     import mlflow
 
     m = result["metrics"]
-    scalars = {f"test_{k}": v for k, v in m.items() if isinstance(v, float) and math.isfinite(v)}
-    for k, (lo, hi) in m.get("ci95", {}).items():
-        scalars |= {f"test_{k}_ci_low": lo, f"test_{k}_ci_high": hi}
-    mlflow.log_metrics(scalars)
+    mlflow.log_metrics(_test_scalars(m))
     mlflow.log_dict(m, "eval/metrics.json")
     mlflow.log_dict(result["roc"], "eval/roc.json")
     mlflow.log_dict(result["pr"], "eval/pr.json")
+    diagrams = {role: result["reliability"]}
+    if "reliability_uncalibrated" in result:  # a sluice model: before temperature scaling too
+        diagrams = {
+            "temperature-scaled": result["reliability"],
+            "before scaling (T = 1)": result["reliability_uncalibrated"],
+        }
+    mlflow.log_dict(diagrams, "eval/reliability.json")
     for name, fig in (
         ("roc", plots.curve_figure({role: result["roc"]}, "fpr", "tpr", f"ROC, {role}")),
         ("pr", plots.curve_figure({role: result["pr"]}, "recall", "precision", f"PR, {role}")),
         ("confusion", plots.confusion_figure(m["confusion_matrix"], classes, role)),
+        ("reliability", plots.reliability_figure(diagrams, f"reliability (test), {role}")),
     ):
         mlflow.log_figure(fig, f"eval/{name}.png")
         plots.close(fig)
@@ -46,6 +51,22 @@ def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
         plots.close(fig)
 
 
+def _test_scalars(m: dict) -> dict[str, float]:
+    """The finite test metrics as MLflow metrics: ``test_<k>``, interval bounds, and the
+    ``uncalibrated`` and ``decision`` groups as ``test_uncalibrated_<k>``, ``test_decision_<k>``
+    (the temperature is already in the run, logged by training)."""
+
+    def finite(group: dict) -> dict[str, float]:
+        return {k: v for k, v in group.items() if isinstance(v, float) and math.isfinite(v)}
+
+    scalars = {f"test_{k}": v for k, v in finite(m).items() if k != "temperature"}
+    for k, (lo, hi) in m.get("ci95", {}).items():
+        scalars |= {f"test_{k}_ci_low": lo, f"test_{k}_ci_high": hi}
+    for group in ("uncalibrated", "decision"):
+        scalars |= {f"test_{group}_{k}": v for k, v in finite(m.get(group, {})).items()}
+    return scalars
+
+
 def publish(
     results: dict[str, dict],
     models: dict[str, Classifier],
@@ -53,9 +74,10 @@ def publish(
     params: Params,
     selection: dict,
 ) -> dict[str, str]:
-    """Log each model's evaluation into its training run, log it as an MLflow model, register
-    it, and set ``challenger`` on ``selection["role"]`` (the model chosen on validation).
-    Returns role -> registered version."""
+    """Log each model's evaluation into its training run (the challenger's also holds its
+    comparison with the references, ``selection["vs_references"]``), log it as an MLflow model,
+    register it, and set ``challenger`` on ``selection["role"]`` (the model chosen on
+    validation). Returns role -> registered version."""
     import mlflow
 
     from sluice.tracking.store import run_tags
@@ -67,6 +89,8 @@ def publish(
     for role, clf in models.items():
         with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
             log_evaluation(role, results[role], clf.classes)
+            if role == selection["role"] and selection.get("vs_references"):
+                log_comparisons(selection["vs_references"])
             logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
     if not params.registry.register:
         return {}
@@ -88,7 +112,9 @@ def _register_all(
             tags = {
                 "sluice.role": role,
                 **_lineage_tags(clf, params, run),
-                **{f"test_{k}": f"{m[k]:.6f}" for k in HEADLINE},
+                **{f"test_{k}": f"{m[k]:.6f}" for k in (*HEADLINE, "ece", "brier")},
+                "sluice.temperature": f"{clf.temperature:.6f}",
+                "sluice.decision": _decision_text(clf),
                 **{f"val_{k}": f"{v:.6f}" for k, v in selection["val_scores"][role].items()},
             }
             versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
@@ -107,15 +133,44 @@ def _register_all(
     return versions
 
 
-def log_reference(result: dict, classes: list[str], experiment_id: str, tags: dict) -> None:
-    """The scikit-learn reference gets a run of its own (it is not registered)."""
+def _decision_text(clf: Classifier) -> str:
+    """How the model turns probabilities into a label, e.g. ``p(1) >= 0.4210 (f1)``."""
+    if clf.threshold is None:
+        return "argmax"
+    rule = clf.spec["decision"].get("rule", "given")
+    return f"p({clf.classes[1]}) >= {clf.threshold:.4f} ({rule})"
+
+
+def log_reference(
+    role: str, run_params: dict, result: dict, classes: list[str], experiment_id: str, tags: dict
+) -> None:
+    """A scikit-learn reference gets a run of its own, named by its role (it is not registered)."""
     import mlflow
 
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name="reference", tags={**tags, "sluice.role": "reference"}
-    ):
-        mlflow.log_params({"model": "LogisticRegression", "C": 1.0})
-        log_evaluation("reference", result, classes)
+    tags = {**tags, "sluice.role": role, "sluice.reference": "true"}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=role, tags=tags):
+        mlflow.log_params(run_params)
+        log_evaluation(role, result, classes)
+
+
+def log_comparisons(comparisons: dict[str, dict]) -> None:
+    """The challenger against each reference (paired bootstrap on the test rows), into the
+    active run: the difference and its interval as metrics, each verdict as a tag, and
+    ``sluice.worse_than_reference`` naming the references it is worse than (or ``none``)."""
+    import mlflow
+
+    scalars, tags = {}, {}
+    for ref, c in comparisons.items():
+        name = f"test_{c['metric']}_vs_{ref}"
+        for key, suffix in (("delta", ""), ("low", "_ci_low"), ("high", "_ci_high")):
+            if c[key] is not None:
+                scalars[f"{name}_delta{suffix}"] = c[key]
+        tags[f"sluice.vs_{ref}"] = c["verdict"]
+    worse = [ref for ref, c in comparisons.items() if c["verdict"] == "worse"]
+    tags["sluice.worse_than_reference"] = ",".join(worse) or "none"
+    mlflow.log_metrics(scalars)
+    mlflow.set_tags(tags)
+    mlflow.log_dict(comparisons, "eval/vs_references.json")
 
 
 def _lineage_tags(clf: Classifier, params: Params, run: dict[str, str]) -> dict[str, str]:
@@ -175,7 +230,51 @@ def summary(results: dict[str, dict], versions: dict[str, str], selection: dict)
         f"challenger: {selection['role']}, chosen on validation {' / '.join(names)}: {scores}",
         highlight=False,
     )
+    for ref, comparison in selection.get("vs_references", {}).items():
+        line = comparison_line(selection["role"], ref, comparison)
+        console.print(line, highlight=False, markup=False)
+    for role, result in results.items():
+        if "uncalibrated" in result["metrics"]:
+            console.print(calibration_line(role, result["metrics"]), highlight=False, markup=False)
     return out.getvalue()
+
+
+def calibration_line(role: str, m: dict) -> str:
+    """One plain line: a model's temperature and its test calibration before -> after."""
+    raw = m["uncalibrated"]
+    line = (
+        f"calibration of {role} (temperature {m['temperature']:.3f}, fitted on val): test ECE "
+        f"{_num(raw['ece'])} -> {_num(m['ece'])}, log loss {_num(raw['log_loss'])} -> "
+        f"{_num(m['log_loss'])}, Brier {_num(raw['brier'])} -> {_num(m['brier'])}"
+    )
+    if "decision" in m:
+        d = m["decision"]
+        line += f"; threshold {d['threshold']:.4f}: test F1 {d['f1']:.4f} (positive class)"
+    return line
+
+
+_VERDICTS = {
+    "worse": "is worse than",
+    "better": "is better than",
+    "no clear difference": "is not clearly different from",
+}
+
+
+def comparison_line(role: str, ref: str, c: dict) -> str:
+    """One plain line: how the challenger compares with a reference on the test rows."""
+    head = f"challenger {role} {_VERDICTS.get(c['verdict'], 'vs')} {ref} on test {c['metric']}"
+    if c["verdict"] == "undefined":
+        return f"{head}: undefined on the test split, not judged"
+    values = f"{_num(c['challenger'])} vs {_num(c['reference'])}"
+    if c["verdict"] == "not compared":
+        return f"{head}: {values}, not judged (evaluate.bootstrap is 0: no paired bootstrap)"
+    delta = "n/a" if c["delta"] is None else f"{c['delta']:+.4f}"
+    interval = f"95 % interval [{_num(c['low'])}, {_num(c['high'])}]"
+    return f"{head}: {values} (difference {delta}, {interval}, paired bootstrap)"
+
+
+def _num(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def _fmt(value: float, ci) -> str:

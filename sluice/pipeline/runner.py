@@ -15,12 +15,13 @@ import pandas as pd
 import torch
 
 from sluice import paths
-from sluice.config import Params, TrainConfig
+from sluice.config import EvaluateConfig, Params, TrainConfig
+from sluice.evaluation import calibration
 from sluice.io import file_md5, write_table
 from sluice.model.bundle import save_bundle
 from sluice.model.nets import count_parameters
 from sluice.model.preprocess import Preprocessor, encode_labels
-from sluice.model.training import FitResult, FitSettings, fit
+from sluice.model.training import FitResult, FitSettings, fit, predict_logits
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, *
 
 
 def run_training(job: TrainingJob, params: Params) -> None:
-    """Train ``job.net`` in one MLflow run, then write its bundle and per-epoch history.
+    """Train ``job.net`` in one MLflow run, calibrate it on the validation split, then write
+    its bundle and per-epoch history.
 
     The store is checked first, so an unreachable tracking server fails before any work. A run
     that does not complete (an error, Ctrl-C, SIGTERM) ends as FAILED; one left RUNNING by a
@@ -74,7 +76,10 @@ def run_training(job: TrainingJob, params: Params) -> None:
         _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
         mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
         result = _fit_logged(job, data, checkpoint)
-        _write_outputs(job, result, run.info.run_id, md5[job.train_path])
+        job.net.load_state_dict(result.state_dict)  # the best epoch's weights
+        fitted = calibrate(job.net, data[2], data[3], job.spec["classes"], params.evaluate)
+        _log_calibration(fitted)
+        _write_outputs(job, result, run.info.run_id, md5[job.train_path], fitted)
     checkpoint.unlink(missing_ok=True)
 
 
@@ -124,15 +129,71 @@ def _log_restored_epochs(records: list[dict[str, float]]) -> None:
         client.log_batch(run_id, metrics=metrics[i : i + 1000])
 
 
-def _write_outputs(job: TrainingJob, result: FitResult, run_id: str, train_md5: str) -> None:
-    """The bundle (best weights, spec, lineage), then the per-epoch history; both atomic."""
-    job.net.load_state_dict(result.state_dict)
+def calibrate(
+    net: torch.nn.Module, X_val, y_val, classes: list[str], cfg: EvaluateConfig
+) -> dict[str, dict]:
+    """Temperature scaling and, for a binary model, the decision threshold, both fitted on the
+    validation split: the rows early stopping watched, so the test split stays untouched.
+
+    The threshold (``evaluate.threshold``: f1, youden or cost with ``evaluate.costs``) is chosen
+    on the calibrated probability of ``classes[1]``; multi-class models (and ``argmax``) decide
+    by the most probable class. Returns ``{"calibration", "decision"}`` for the bundle's spec.
+    """
+    logits = predict_logits(net, torch.from_numpy(X_val)).double().numpy()  # (n, C) | (n, k, C)
+    found = calibration.fit_temperature(logits, y_val)
+    prob = calibration.proba(logits, found.temperature)
+    fitted = {
+        "method": "temperature",
+        "fitted_on": "val",
+        "temperature": found.temperature,
+        "val_before": calibration.calibration_scores(y_val, calibration.proba(logits)),
+        "val_after": calibration.calibration_scores(y_val, prob),
+        **({"note": found.note} if found.note else {}),
+    }
+    if len(classes) != 2 or cfg.threshold == "argmax":
+        decision = {"rule": "argmax", "threshold": None}
+    else:
+        costs = cfg.costs.model_dump() if cfg.threshold == "cost" else None
+        chosen = calibration.choose_threshold(y_val, prob[:, 1], cfg.threshold, costs)
+        decision = {**chosen, "positive_class": classes[1], "fitted_on": "val"}
+    log.info(
+        "calibrated on val: temperature %.4f (log loss %.4f -> %.4f), decision %s",
+        found.temperature,
+        found.nll_before,
+        found.nll_after,
+        "argmax" if decision["threshold"] is None else f"p >= {decision['threshold']:.4f}",
+    )
+    return {"calibration": fitted, "decision": decision}
+
+
+def _log_calibration(fitted: dict[str, dict]) -> None:
+    """Validation log loss, ECE and Brier before and after temperature scaling, the temperature
+    and the decision threshold, into the active run."""
+    import mlflow
+
+    cal, decision = fitted["calibration"], fitted["decision"]
+    metrics = {"temperature": cal["temperature"]}
+    for when, key in (("uncalibrated", "val_before"), ("calibrated", "val_after")):
+        metrics |= {f"val_{k}_{when}": v for k, v in cal[key].items()}
+    if decision["threshold"] is not None:
+        metrics["decision_threshold"] = decision["threshold"]
+        metrics |= {f"val_decision_{k}": v for k, v in decision["val"].items() if k != "threshold"}
+    mlflow.log_metrics(metrics)
+    mlflow.set_tag("sluice.decision_rule", decision["rule"])
+
+
+def _write_outputs(
+    job: TrainingJob, result: FitResult, run_id: str, train_md5: str, fitted: dict[str, dict]
+) -> None:
+    """The bundle (best weights, spec with calibration and decision, lineage), then the
+    per-epoch history; both atomic."""
     lineage = {"run_id": run_id, "train_data_md5": train_md5}
     save_bundle(
         paths.MODELS[job.role],
         job.net,
         {
             **job.spec,
+            **fitted,
             "role": job.role,
             "best_epoch": result.best_epoch,
             "lineage": {**job.spec.get("lineage", {}), **lineage},

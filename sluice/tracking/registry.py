@@ -47,7 +47,7 @@ def registry_lock(name: str, timeout_s: float = 120.0) -> Iterator[None]:
             )
             break
         except MlflowException as exc:
-            if "already exists" not in str(exc).lower() and "ALREADY_EXISTS" not in str(exc):
+            if not _lock_taken(exc):
                 raise
             _break_if_stale(client, lock_name)
             if time.monotonic() > deadline:
@@ -61,6 +61,18 @@ def registry_lock(name: str, timeout_s: float = 120.0) -> Iterator[None]:
         yield
     finally:
         client.delete_registered_model(lock_name)
+
+
+def _lock_taken(exc) -> bool:
+    """Creating the lock failed because another process holds it, or released it meanwhile:
+    MLflow's SQL store looks the existing model up to report the clash, and on a busy server
+    it may already be gone (RESOURCE_DOES_NOT_EXIST)."""
+    text = str(exc)
+    return (
+        "already exists" in text.lower()
+        or "ALREADY_EXISTS" in text
+        or exc.error_code == "RESOURCE_DOES_NOT_EXIST"
+    )
 
 
 def _break_if_stale(client, lock_name: str) -> None:

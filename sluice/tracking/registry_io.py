@@ -50,7 +50,8 @@ def log_bundle_model(bundle_dir: Path, example: pd.DataFrame, classifier: Classi
 
 def raw_signature(classifier: Classifier, example: pd.DataFrame):
     """Inputs as a user's CSV has them: numbers for numeric columns, anything for categorical
-    ones (a zip code may arrive as 10001 or "10001"); outputs one probability per class."""
+    ones (a zip code may arrive as 10001 or "10001"); outputs one probability per class, and
+    the ``predicted`` label of a model with a decision threshold."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
@@ -61,7 +62,12 @@ def raw_signature(classifier: Classifier, example: pd.DataFrame):
             for col, kind in classifier.preprocessor.feature_types.items()
         ]
     )
-    outputs = Schema([ColSpec("double", str(c)) for c in classifier.classes])
+    outputs = Schema(
+        [
+            ColSpec("double", str(c)) if c in classifier.classes else ColSpec("string", c)
+            for c in classifier.output_columns
+        ]
+    )
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -76,8 +82,14 @@ def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> st
         # A parallel run may create it first; either way it exists afterwards.
         with contextlib.suppress(mlflow.exceptions.MlflowException):
             client.create_registered_model(name)
+    # A tracking server checks that a logged model's URI (models:/m-...) comes with its id.
+    model_id = model_uri.removeprefix("models:/") if model_uri.startswith("models:/m-") else None
     version = client.create_model_version(
-        name, source=model_uri, run_id=run_id, tags={k: str(v) for k, v in tags.items()}
+        name,
+        source=model_uri,
+        run_id=run_id,
+        tags={k: str(v) for k, v in tags.items()},
+        model_id=model_id,
     )
     return str(version.version)
 

@@ -14,7 +14,9 @@ from mlflow.pyfunc import PythonModel
 
 
 class SluiceModel(PythonModel):
-    """Raw feature columns in, one probability column per class out."""
+    """Raw feature columns in; out, one (calibrated) probability column per class, named by the
+    class, and for a binary model that carries a decision threshold a ``predicted`` column: the
+    label under that threshold (``Classifier.output_columns``)."""
 
     def load_context(self, context) -> None:
         from sluice.model.bundle import load_bundle
@@ -22,7 +24,7 @@ class SluiceModel(PythonModel):
         self.classifier = load_bundle(Path(context.artifacts["bundle"]))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        return self.classifier.predict_frame(pd.DataFrame(model_input))
+        return self.classifier.output_frame(pd.DataFrame(model_input))
 
 
 mlflow.models.set_model(SluiceModel())

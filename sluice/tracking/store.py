@@ -125,7 +125,12 @@ def connect(experiment: str) -> str:
 
 
 def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
-    """Raise a one-line error if an HTTP tracking server does not accept connections."""
+    """Raise a one-line error if an HTTP tracking server is down or refuses the credentials.
+
+    One authenticated request (the cheapest search), sent with the credentials MLflow itself
+    would use (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``, ...), so a
+    wrong password stops a stage before it trains instead of at its first log call.
+    """
     parsed = urlparse(uri)
     if parsed.scheme not in ("http", "https"):
         return
@@ -135,9 +140,80 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
             pass
     except OSError as exc:
         raise SluiceError(
-            f"MLflow tracking server {uri} is not reachable ({exc.strerror or exc}); start it or "
-            "unset MLFLOW_TRACKING_URI to use the local store"
+            f"MLflow tracking server {uri} is not reachable ({exc.strerror or exc}); start it "
+            "(make server) or unset MLFLOW_TRACKING_URI to use the local store"
         ) from None
+    status, body = _probe(uri, timeout_s)
+    if status in (401, 403):
+        raise SluiceError(_refusal(uri, status))
+    if status != 200:
+        raise SluiceError(
+            f"MLflow tracking server {uri} answered HTTP {status} ({body[:120]!r}); check the "
+            "server's log, or that MLFLOW_TRACKING_URI names an MLflow server"
+        )
+
+
+def _probe(uri: str, timeout_s: float) -> tuple[int, str]:
+    """Status and body of an authenticated ``experiments/search`` (one result, no retries)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    try:
+        response = http_request(
+            get_default_host_creds(uri),
+            "/api/2.0/mlflow/experiments/search",
+            "GET",
+            params={"max_results": 1},
+            max_retries=0,
+            timeout=max(timeout_s, 10.0),
+            raise_on_status=False,
+        )
+    except MlflowException as exc:  # connection dropped, timed out, TLS refused
+        cause = exc.message.splitlines()[0].rsplit("(Caused by ", 1)[-1].rstrip(")")
+        raise SluiceError(
+            f"MLflow tracking server {uri} did not answer ({cause[:160]}); check that it is "
+            "running (make server) and that MLFLOW_TRACKING_URI names it"
+        ) from None
+    return response.status_code, response.text.strip()
+
+
+def _refusal(uri: str, status: int, action: str | None = None) -> str:
+    """The one line for an HTTP 401 (who are you?) or 403 (not allowed) from the server."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    user = read_mlflow_creds().username  # the environment, else ~/.mlflow/credentials
+    if status == 401:
+        who = f"the password of user '{user}'" if user else "requests without credentials"
+        return (
+            f"MLflow tracking server {uri} rejected {who} (HTTP 401); set "
+            "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD to a valid login "
+            "(`make server` prints the admin's)"
+        )
+    return (
+        f"MLflow tracking server {uri} denied user '{user}' permission (HTTP 403)"
+        f"{f' for {action}' if action else ''}; ask the server's admin for EDIT (or MANAGE) "
+        "permission, or use a user who has it"
+    )
+
+
+@contextmanager
+def server_refusals(action: str) -> Iterator[None]:
+    """Turn a tracking server's refusal (HTTP 401/403) inside the block into one line.
+
+    ``action`` says what was being done, e.g. "changing registered model 'x'".
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        status = exc.get_http_status_code()
+        if status not in (401, 403):
+            raise
+        import mlflow
+
+        raise SluiceError(_refusal(mlflow.get_tracking_uri(), status, action)) from None
 
 
 def run_tags(stage: str) -> dict[str, str]:

@@ -12,7 +12,10 @@ from conftest import Project, make_project
 pytestmark = pytest.mark.slow
 
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss")
-ROLES = ("base", "finetuned", "reference")
+MODELS = ("base", "finetuned")
+REFERENCES = ("logreg", "hgb")  # params.yaml evaluate.reference
+ROLES = (*MODELS, *REFERENCES)
+VERDICTS = {"worse", "better", "no clear difference", "undefined"}
 
 
 def run_pipeline(tmp_path_factory, dataset: str) -> tuple[Project, str]:
@@ -23,10 +26,48 @@ def run_pipeline(tmp_path_factory, dataset: str) -> tuple[Project, str]:
 
 
 def test_summary_table_lists_every_model(pipeline):
-    _, output = pipeline
+    project, output = pipeline
     assert "sluice: test split (95 % bootstrap intervals)" in output
-    for role in ROLES:
-        assert role in output
+    rows = [line.split() for line in output.splitlines() if "│" in line]
+    shown = {cells[1] for cells in rows if len(cells) > 1}
+    assert set(ROLES) <= shown
+    challenger = project.read_json("reports/registered.json")["challenger"]["role"]
+    for ref in REFERENCES:  # one plain line per reference, saying how the challenger compares
+        (line,) = [x for x in output.splitlines() if f" {ref} on test roc_auc: " in x]
+        assert line.startswith(f"challenger {challenger} ")
+        assert "95 % interval [" in line
+
+
+def test_the_challenger_is_judged_against_both_references(pipeline):
+    project, output = pipeline
+    chosen = project.read_json("reports/registered.json")["challenger"]
+    vs = chosen["vs_references"]
+    assert list(vs) == list(REFERENCES)
+    metrics = project.read_json("reports/metrics.json")
+    for ref, c in vs.items():
+        assert c["metric"] == "roc_auc" and c["n_boot"] == 50  # FAST_PARAMS bootstrap
+        assert c["verdict"] in VERDICTS
+        assert c["challenger"] == pytest.approx(metrics[chosen["role"]]["roc_auc"])
+        assert c["reference"] == pytest.approx(metrics[ref]["roc_auc"])
+        assert c["low"] <= c["high"]
+        assert (c["verdict"] == "worse") == (c["high"] < 0)
+        worse_line = f"challenger {chosen['role']} is worse than {ref} on test roc_auc"
+        assert (worse_line in output) == (c["verdict"] == "worse")
+    client = project.mlflow_client()
+    experiment = client.get_experiment_by_name("sluice")
+    runs = {r.data.tags["sluice.role"]: r for r in client.search_runs([experiment.experiment_id])}
+    run = runs[chosen["role"]]
+    worse = [ref for ref, c in vs.items() if c["verdict"] == "worse"]
+    assert run.data.tags["sluice.worse_than_reference"] == (",".join(worse) or "none")
+    for ref, c in vs.items():
+        assert run.data.tags[f"sluice.vs_{ref}"] == c["verdict"]
+        assert run.data.metrics[f"test_roc_auc_vs_{ref}_delta"] == pytest.approx(c["delta"])
+        assert run.data.metrics[f"test_roc_auc_vs_{ref}_delta_ci_high"] == pytest.approx(c["high"])
+    models = {"logreg": "LogisticRegression", "hgb": "HistGradientBoostingClassifier"}
+    for ref in REFERENCES:
+        assert runs[ref].data.tags["sluice.reference"] == "true"
+        assert runs[ref].data.params["model"] == models[ref]
+        assert runs[ref].data.params["random_state"] == "0"  # params.seed
 
 
 def test_metrics_file_has_every_metric_for_every_model(pipeline):
@@ -69,7 +110,7 @@ def test_every_model_is_a_tracked_run_with_curves_and_plots(pipeline):
         assert 0.5 < run.data.metrics["test_roc_auc"] <= 1.0
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
         assert {"eval/roc.png", "eval/roc.json", "eval/confusion.png", "eval/pr.png"} <= artifacts
-    for role in ("base", "finetuned"):
+    for role in MODELS:
         curve = client.get_metric_history(runs[role].info.run_id, "val_f1_macro")
         assert len(curve) >= 2 and [m.step for m in curve] == sorted(m.step for m in curve)
         inputs = runs[role].inputs.dataset_inputs
@@ -84,7 +125,7 @@ def test_versions_are_registered_with_roles_and_a_challenger(pipeline):
     registered = project.read_json("reports/registered.json")
     name = registered["model_name"]
     versions = {v.tags["sluice.role"]: v for v in client.search_model_versions(f"name='{name}'")}
-    assert set(versions) == {"base", "finetuned"}
+    assert set(versions) == set(MODELS)  # references are not registered
     assert {str(v.version) for v in versions.values()} == set(registered["versions"].values())
     for version in versions.values():
         assert float(version.tags["test_roc_auc"]) > 0.5

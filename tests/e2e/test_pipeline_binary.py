@@ -3,8 +3,14 @@
 import pytest
 from pipeline_checks import *  # noqa: F403  (the shared checks are collected here)
 from pipeline_checks import run_pipeline
+from test_model_families import check_family_serves
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     return run_pipeline(tmp_path_factory, "breast-cancer")
+
+
+def test_default_tabm_challenger_is_predicted_and_served(pipeline):
+    project, _ = pipeline
+    check_family_serves(project, "tabm")

@@ -4,6 +4,9 @@ Three MLPs are trained once per session on breast-cancer data (plus a categorica
 ``weak`` (shuffled labels), ``good`` and ``good2`` (two seeds). They are logged and registered
 once into a template store (versions 1, 2, 3; ``challenger`` -> 2, as the evaluate stage would
 set it); each test gets its own copy of that store and of the project files the CLI reads.
+``good`` carries a temperature and a decision threshold (as training fits them on validation),
+set so that some test rows get another label than the argmax; the others are older-style
+bundles without them (temperature 1, argmax).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ class Trained:
     test: pd.DataFrame
     nets: dict
     spec: dict
+    decisions: dict = field(default_factory=dict)  # role -> {"calibration", "decision"}
 
 
 @dataclass
@@ -129,7 +133,28 @@ def trained() -> Trained:
         "preprocessor": pre.to_dict(),
         "target": TARGET,
     }
-    return Trained(train, test, nets, spec)
+    decisions = {"good": good_decision(nets["good"], pre, test)}
+    return Trained(train, test, nets, spec, decisions)
+
+
+GOOD_TEMPERATURE = 2.0
+SERVED_ROWS = 25  # the rows test_serve sends
+
+
+def good_decision(net, pre, test: pd.DataFrame) -> dict:
+    """A temperature and a threshold for ``good``: the median calibrated p(1) of the served rows
+    the argmax calls positive, so that about half of them are negative under the threshold."""
+    import torch
+
+    from sluice.model.training import predict_proba
+
+    X = torch.from_numpy(pre.transform(test.head(SERVED_ROWS)))
+    p1 = predict_proba(net, X, dtype=torch.float64, temperature=GOOD_TEMPERATURE)[:, 1].numpy()
+    threshold = float(np.median(p1[p1 > 0.5]))
+    return {
+        "calibration": {"method": "temperature", "temperature": GOOD_TEMPERATURE},
+        "decision": {"rule": "f1", "threshold": threshold, "positive_class": "1"},
+    }
 
 
 def register_models(root: Path, trained: Trained, roles=ROLES) -> dict[str, Path]:
@@ -149,9 +174,8 @@ def register_models(root: Path, trained: Trained, roles=ROLES) -> dict[str, Path
         with mlflow.start_run(experiment_id=experiment_id, run_name=role) as run:
             bundle = root / "models" / role
             lineage = {"run_id": run.info.run_id}
-            save_bundle(
-                bundle, trained.nets[role], {**trained.spec, "role": role, "lineage": lineage}
-            )
+            spec = {**trained.spec, **trained.decisions.get(role, {}), "role": role}
+            save_bundle(bundle, trained.nets[role], {**spec, "lineage": lineage})
             clf = load_bundle(bundle)
             uri = log_bundle_model(bundle, trained.test, clf)
         m = compute_metrics(y_true, clf.predict_proba(trained.test), clf.classes)

@@ -42,7 +42,11 @@ def test_predict_writes_label_and_one_probability_per_class(scored):
     assert len(out) == len(raw)
     prob = out[["prob_0", "prob_1"]].to_numpy()
     np.testing.assert_allclose(prob, expected_proba(project, "good", raw), rtol=0, atol=1e-12)
-    assert (out["predicted"] == np.where(prob[:, 1] > prob[:, 0], "1", "0")).all()
+    # good's calibrated probabilities, and its labels under its own decision threshold
+    threshold = load_bundle(project.bundles["good"]).threshold
+    assert threshold is not None and threshold != 0.5
+    assert (out["predicted"] == np.where(prob[:, 1] >= threshold, "1", "0")).all()
+    assert (out["predicted"] != np.where(prob[:, 1] > prob[:, 0], "1", "0")).any()
     assert f"version {VERSION['good']}" in result.stderr
 
 

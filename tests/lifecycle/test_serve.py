@@ -1,4 +1,5 @@
-"""`mlflow models serve` of the champion answers like `sluice predict` (real server process)."""
+"""`mlflow models serve` of the champion answers like `sluice predict` (real server process),
+with the champion's calibrated probabilities and its labels under its decision threshold."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ import time
 import urllib.error
 import urllib.request
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
 from sluice.cli import app
+from sluice.model.bundle import load_bundle
 
-from .conftest import BIN
+from .conftest import BIN, SERVED_ROWS
 
 STARTUP_S = 90
 
@@ -67,7 +70,7 @@ def stop(server: subprocess.Popen) -> None:
 def test_served_champion_matches_sluice_predict(project):
     assert CliRunner().invoke(app, ["promote"]).exit_code == 0
     features = [c for c in project.test.columns if c != "target"]
-    rows = project.test[features].head(25)
+    rows = project.test[features].head(SERVED_ROWS)
     rows.to_csv(project.root / "rows.csv", index=False)
     result = CliRunner().invoke(app, ["predict", "rows.csv", "-o", "preds.csv"])
     assert result.exit_code == 0, result.output
@@ -105,8 +108,14 @@ def test_served_champion_matches_sluice_predict(project):
     finally:
         stop(server)
     served = pd.DataFrame(answer["predictions"])
-    assert list(served.columns) == ["0", "1"] and len(served) == len(rows)
-    np.testing.assert_allclose(
-        served[["0", "1"]].to_numpy(), expected[["prob_0", "prob_1"]].to_numpy(), atol=1e-6
-    )
-    assert (served.to_numpy().argmax(axis=1).astype(str) == expected["predicted"].astype(str)).all()
+    # A binary model with a decision threshold also returns its label under that threshold.
+    assert list(served.columns) == ["0", "1", "predicted"] and len(served) == len(rows)
+    prob = served[["0", "1"]].to_numpy(dtype=float)
+    np.testing.assert_allclose(prob, expected[["prob_0", "prob_1"]].to_numpy(), atol=1e-6)
+    assert served["predicted"].astype(str).tolist() == expected["predicted"].astype(str).tolist()
+    champion = load_bundle(project.bundles["good"])
+    np.testing.assert_allclose(prob, champion.predict_proba(rows), atol=1e-6)  # calibrated
+    assert (served["predicted"] == np.where(prob[:, 1] >= champion.threshold, "1", "0")).all()
+    assert (served["predicted"] != np.where(prob[:, 1] > 0.5, "1", "0")).any()  # not the argmax
+    signature = mlflow.models.get_model_info(f"models:/{project.name}@champion").signature
+    assert signature.outputs.input_names() == ["0", "1", "predicted"]

@@ -33,7 +33,7 @@ def test_messy_csv_is_cleaned_and_the_inference_reported(messy_pipeline):
         "member": ("categorical", True),
     }
     assert columns["age"]["missing"] > 0 and columns["color"]["missing"] > 0
-    assert report["dropped"]["duplicate"] == 20
+    assert report["kept"]["duplicate"] == 20 and report["dropped"]["duplicate"] == 0
     assert report["label_merges"] == {"no": ["NO"], "yes": ["Yes"]}  # after stripping spaces
     assert set(report["classes"]) == {"no", "yes", "maybe"}
     assert min(report["classes"].values()) / report["rows_out"] < 0.1  # imbalanced

@@ -19,7 +19,7 @@ TINY = {
     "data": {"name": "breast-cancer"},
     "train": {"epochs": 2, "patience": 2},
     "finetune": {"epochs": 1, "patience": 1},
-    "evaluate": {"bootstrap": 0, "reference": "none"},
+    "evaluate": {"bootstrap": 0, "reference": []},
 }
 
 

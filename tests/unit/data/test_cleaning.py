@@ -87,8 +87,18 @@ def dup_frame() -> pd.DataFrame:
     return pd.concat([head, tail], ignore_index=True)
 
 
-def test_duplicates_and_conflicts_dropped_by_default() -> None:
-    out, report = clean(dup_frame())
+DROP_BOTH = CleanConfig(min_class_rows=3, duplicates="drop", conflicting_labels="drop")
+
+
+def test_duplicates_and_conflicts_kept_and_counted_by_default() -> None:
+    out, report = clean(dup_frame(), CleanConfig(min_class_rows=3))
+    assert report["kept"] == {"duplicate": 2, "conflicting_label": 3}  # 7/v/a, 7/v/a, 7/v/b
+    assert report["dropped"]["duplicate"] == report["dropped"]["conflicting_label"] == 0
+    assert len(out) == 15 and out["y"].tolist() == dup_frame()["y"].tolist()
+
+
+def test_duplicates_and_conflicts_dropped_on_request() -> None:
+    out, report = clean(dup_frame(), DROP_BOTH)
     assert report["dropped"]["duplicate"] == 2  # second NaN row, and one of the 7/v/a rows
     assert report["dropped"]["conflicting_label"] == 2  # 7/v/a and 7/v/b
     assert not out.duplicated(subset=["x", "c"]).any()
@@ -96,7 +106,7 @@ def test_duplicates_and_conflicts_dropped_by_default() -> None:
 
 
 def test_keep_duplicates() -> None:
-    cfg = CleanConfig(min_class_rows=3, duplicates="keep")
+    cfg = CleanConfig(min_class_rows=3, duplicates="keep", conflicting_labels="drop")
     out, report = clean(dup_frame(), cfg)
     assert report["dropped"]["duplicate"] == 0
     assert report["dropped"]["conflicting_label"] == 3
@@ -114,14 +124,15 @@ def test_conflicting_labels_error_names_rows() -> None:
     assert "clean.conflicting_labels: drop" in message
 
 
-def test_random_frame_has_unique_features_after_defaults() -> None:
+def test_random_frame_has_unique_features_after_dropping() -> None:
     rng = np.random.default_rng(3)
     n = 400
     x = rng.choice([*range(60), np.nan], n)
     y = np.where(x < 30, "a", "b")
     y[rng.random(n) < 0.1] = "c"  # some conflicting labels
     df = pd.DataFrame({"x": x, "c": rng.choice(["p", "q", None], n), "y": y})
-    out, report = clean(df, CleanConfig(min_class_rows=3, rare_classes="drop"))
+    cfg = DROP_BOTH.model_copy(update={"rare_classes": "drop"})
+    out, report = clean(df, cfg)
     assert report["dropped"]["duplicate"] > 0 and report["dropped"]["conflicting_label"] > 0
     assert not out.duplicated(subset=["x", "c"]).any()
     assert report["rows_out"] == len(out) == n - sum(report["dropped"].values())
@@ -188,6 +199,7 @@ def test_output_layout_and_report_shape() -> None:
         "classes",
         "label_merges",
         "dropped_classes",
+        "kept",
     }
     assert report["source"] == "data.csv" and report["rows_in"] == report["rows_out"] == 10
     assert report["dropped"] == dict.fromkeys(DROP_REASONS, 0)

@@ -59,8 +59,8 @@ def test_mlp_and_cnn_output_logits():
     ("n", "numeric", "requested", "arch"),
     [
         (64, True, "auto", "cnn"),
-        (30, True, "auto", "mlp"),
-        (64, False, "auto", "mlp"),
+        (30, True, "auto", "tabm"),
+        (64, False, "auto", "tabm"),
         (64, True, "mlp", "mlp"),
     ],
 )

@@ -1,0 +1,101 @@
+"""The team tracking server: how long `make server` takes, and `dvc repro` against it vs SQLite.
+
+1. `scripts/server.py start` (what `make server` runs) on an empty folder until the server
+   answers its admin, then a second `start` (a no-op), then `stop`.
+2. The default `dvc repro` (the project's own params) in fresh project copies, alternating
+   between the local SQLite store and one running server (PostgreSQL, basic auth, proxied
+   artifacts), so that both see the same moments of the machine.
+
+Prints medians and writes benchmarks/results/server.json.
+
+    python benchmarks/server.py [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from conftest import make_project  # noqa: E402  (the tests' project copier)
+
+SERVER = ROOT / "scripts" / "server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def server(*args: str) -> tuple[float, str]:
+    """Run scripts/server.py; return (seconds, stdout)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, str(SERVER), *args], capture_output=True, text=True, check=True
+    )
+    return time.perf_counter() - start, done.stdout
+
+
+def exports(output: str) -> dict[str, str]:
+    pairs = [line.removeprefix("export ").split("=", 1) for line in output.splitlines()]
+    return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0].startswith("MLFLOW_")}
+
+
+def repro_seconds(tmp: Path, name: str, env: dict[str, str] | None) -> float:
+    """Wall time of the default `dvc repro` in a fresh copy (``env`` adds the server's)."""
+    project = make_project(tmp / name, fast=False)
+    if env:
+        project.env = {**project.env, **env}
+    start = time.perf_counter()
+    project.run("dvc", "repro")
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp_name:
+        tmp = Path(tmp_name)
+        tmp.chmod(0o711)  # PostgreSQL's own user must reach the server folder
+        state = ["--state-dir", str(tmp / "server")]
+        cold, output = server("start", "--port", str(free_port()), *state)
+        try:
+            again, _ = server("start", *state)
+            print(f"make server: {cold:.1f} s from nothing, {again:.2f} s when running", flush=True)
+            sqlite, remote = [], []
+            for i in range(args.runs):
+                sqlite.append(repro_seconds(tmp, f"sqlite-{i}", None))
+                remote.append(repro_seconds(tmp, f"server-{i}", exports(output)))
+                print(f"run {i + 1}: sqlite {sqlite[-1]:.1f} s, server {remote[-1]:.1f} s")
+        finally:
+            server("stop", *state)
+    result = {
+        "make_server_cold_s": cold,
+        "make_server_again_s": again,
+        "dvc_repro_sqlite_s": {"median": statistics.median(sqlite), "all": sqlite},
+        "dvc_repro_server_s": {"median": statistics.median(remote), "all": remote},
+        "ratio": statistics.median(remote) / statistics.median(sqlite),
+    }
+    out = ROOT / "benchmarks" / "results" / "server.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"dvc repro (default params): SQLite median {result['dvc_repro_sqlite_s']['median']:.1f} s,"
+        f" server median {result['dvc_repro_server_s']['median']:.1f} s,"
+        f" ratio {result['ratio']:.2f} over {args.runs} runs each"
+    )
+
+
+if __name__ == "__main__":
+    main()

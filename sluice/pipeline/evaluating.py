@@ -1,0 +1,204 @@
+"""The evaluation use case behind the evaluate stage.
+
+Both models and the scikit-learn references are scored on the test split; the challenger is
+chosen on the validation split and judged against each reference (paired bootstrap on the test
+rows); everything is logged to MLflow, the models are registered, and the reports DVC tracks
+are written last.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from sluice import paths
+from sluice.config import Params
+from sluice.evaluation.calibration import calibration_scores, decision_scores, reliability_bins
+from sluice.evaluation.metrics import metric_value
+from sluice.evaluation.scoring import (
+    compare_with_reference,
+    evaluate_predictions,
+    fit_reference,
+    pick_challenger,
+    reference_params,
+    reference_proba,
+    selection_scores,
+)
+from sluice.io import write_json, write_table
+from sluice.model.bundle import Classifier
+from sluice.model.preprocess import Preprocessor, encode_labels
+from sluice.pipeline.publish import log_reference, publish, summary
+
+log = logging.getLogger(__name__)
+
+# Where each frame the use case receives was read from (for error messages).
+SOURCES = {"train": paths.RESAMPLED, "val": paths.SPLITS["val"], "test": paths.SPLITS["test"]}
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What the evaluate stage reports.
+
+    ``results``: role -> :func:`evaluate_predictions` output, the models first, then the
+    references; ``versions``: role -> registered version; ``selection``: the challenger's role,
+    the validation scores it was chosen on, and ``vs_references`` (reference -> comparison).
+    """
+
+    results: dict[str, dict]
+    versions: dict[str, str]
+    selection: dict
+
+    def summary(self) -> str:
+        """The table printed at the end of the pipeline, and the challenger's comparisons."""
+        return summary(self.results, self.versions, self.selection)
+
+
+def run_evaluation(
+    models: dict[str, Classifier],
+    frames: dict[str, pd.DataFrame],
+    target: str,
+    params: Params,
+    experiment_id: str,
+) -> Evaluation:
+    """Score, choose, compare, log and register (or, on failure, register nothing).
+
+    Args:
+        models: role -> loaded bundle (``base``, ``finetuned``).
+        frames: the ``val`` and ``test`` splits and, when ``evaluate.reference`` names any
+            reference, ``train``: the resampled training split the models were fitted on.
+        target: the label column.
+        params: all params (``seed``, ``evaluate``, ``promote.metric``, ``registry``).
+        experiment_id: the MLflow experiment the reference runs go to.
+    """
+    from sluice.tracking.store import run_tags
+
+    classes, pre = models["base"].classes, models["base"].preprocessor
+    y = {name: encode_labels(df[target], classes, _source(name)) for name, df in frames.items()}
+    n_boot, seed = params.evaluate.bootstrap, params.seed
+    # The challenger is chosen on the validation split: choosing on test would bias the very
+    # test scores reported for it.
+    selection = choose_challenger(models, frames["val"], y["val"], params.promote.metric)
+    kinds = list(dict.fromkeys(params.evaluate.reference))  # each named reference once
+    fitted = fit_references(kinds, pre, frames.get("train"), y.get("train"), seed)
+    probs = score_test_split(models, fitted, frames["test"])
+    results = {
+        role: evaluate_predictions(y["test"], prob, classes, n_boot, seed)
+        for role, prob in probs.items()
+    }
+    add_calibration(results, models, probs, frames["test"], y["test"])
+    best = probs[selection["role"]]
+    selection["vs_references"] = {
+        kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed) for kind in fitted
+    }
+    tags = run_tags("evaluate")
+    for kind, model in fitted.items():
+        log_reference(kind, reference_params(model), results[kind], classes, experiment_id, tags)
+    versions = publish({r: results[r] for r in models}, models, frames["test"], params, selection)
+    return Evaluation(results, versions, selection)
+
+
+def score_test_split(
+    models: dict[str, Classifier], references: dict, test: pd.DataFrame
+) -> dict[str, np.ndarray]:
+    """role -> (n, K) test probabilities: the models, then the references (which see the base
+    model's preprocessed features, as they did in training)."""
+    probs = {role: clf.predict_proba(test, _source("test")) for role, clf in models.items()}
+    if references:
+        n_classes = len(models["base"].classes)
+        X_test = models["base"].preprocessor.transform(test, _source("test"))
+        probs |= {k: reference_proba(m, X_test, n_classes) for k, m in references.items()}
+    return probs
+
+
+def add_calibration(
+    results: dict[str, dict],
+    models: dict[str, Classifier],
+    probs: dict[str, np.ndarray],
+    test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> None:
+    """Calibration on the test split, added to ``results`` in place.
+
+    Every role gets ``reliability`` (the diagram's bins). Each model's metrics also get its
+    ``temperature``, ``uncalibrated`` (log loss, ECE, Brier and ROC AUC at temperature 1: the
+    same network before scaling) and, when it carries a threshold, ``decision`` (the labels
+    under that threshold: precision, recall and F1 of the positive class, balanced accuracy,
+    and the cost per row for the cost rule); ``reliability_uncalibrated`` holds the bins
+    before scaling.
+    """
+    for role, prob in probs.items():
+        results[role]["reliability"] = reliability_bins(y_test, prob)
+    for role, clf in models.items():
+        raw = clf.predict_proba(test, _source("test"), calibrated=False)
+        metrics = results[role]["metrics"]
+        metrics["temperature"] = clf.temperature
+        metrics["uncalibrated"] = {
+            **calibration_scores(y_test, raw),
+            "roc_auc": metric_value(y_test, raw, "roc_auc"),
+        }
+        results[role]["reliability_uncalibrated"] = reliability_bins(y_test, raw)
+        if clf.threshold is not None:
+            costs = clf.spec["decision"].get("costs")
+            metrics["decision"] = decision_scores(y_test, probs[role][:, 1], clf.threshold, costs)
+
+
+def choose_challenger(
+    models: dict[str, Classifier], val: pd.DataFrame, y_val: np.ndarray, primary: str
+) -> dict:
+    """The role with the best validation scores, with every model's scores."""
+    scores = {
+        role: selection_scores(y_val, clf.predict_proba(val, _source("val")), primary)
+        for role, clf in models.items()
+    }
+    role = pick_challenger(scores, primary)
+    return {"role": role, "chosen_on": "val", "metric": primary, "val_scores": scores}
+
+
+def fit_references(
+    kinds: list[str],
+    preprocessor: Preprocessor,
+    train: pd.DataFrame | None,
+    y_train: np.ndarray | None,
+    seed: int,
+) -> dict:
+    """kind -> reference fitted on the resampled training rows, through the base model's
+    fitted preprocessor (the features the networks see); empty when no kind is named."""
+    if not kinds:
+        return {}
+    assert train is not None and y_train is not None, "references need the training split"
+    X_train = preprocessor.transform(train, _source("train"))
+    fitted = {}
+    for kind in kinds:
+        fitted[kind] = fit_reference(kind, X_train, y_train, seed)
+        log.info("reference %s fitted on %d rows", kind, len(X_train))
+    return fitted
+
+
+def write_reports(evaluation: Evaluation, model_name: str) -> None:
+    """Metrics JSON, plot data for `dvc metrics` / `dvc plots` (deterministic content), and
+    what was registered, with the challenger and its comparisons with the references."""
+    results = evaluation.results
+    write_json(paths.METRICS, {role: r["metrics"] for role, r in results.items()})
+    for role, r in results.items():
+        write_json(paths.PLOTS / f"roc_{role}.json", _points(r["roc"], ("fpr", "tpr")))
+        write_json(paths.PLOTS / f"pr_{role}.json", _points(r["pr"], ("recall", "precision")))
+        write_table(paths.PLOTS / f"confusion_{role}.csv", pd.DataFrame(r["confusion"]))
+        write_json(paths.PLOTS / f"reliability_{role}.json", r["reliability"])
+        if "reliability_uncalibrated" in r:
+            write_json(
+                paths.PLOTS / f"reliability_{role}_uncalibrated.json", r["reliability_uncalibrated"]
+            )
+    registered = {"model_name": model_name, "versions": evaluation.versions}
+    write_json(paths.REGISTERED, {**registered, "challenger": evaluation.selection})
+
+
+def _source(name: str) -> str:
+    return str(SOURCES[name])
+
+
+def _points(curve: dict, keys: tuple[str, str]) -> list[dict]:
+    xs, ys = (np.asarray(curve[k]) for k in keys)
+    return [{keys[0]: float(x), keys[1]: float(y)} for x, y in zip(xs, ys, strict=True)]

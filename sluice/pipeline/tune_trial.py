@@ -1,0 +1,197 @@
+"""One tuning trial: resample the training split, build and fit a network, score it, track it.
+
+A trial goes through the same steps as the resample and train stages (``apply_tuned``,
+``resample``, ``new_model``, ``fit_settings``, ``fit``), so the trial that wins scores on
+validation what the train stage then reproduces. Validation rows are never resampled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
+
+from sluice.config import Params, apply_tuned
+from sluice.data.resampling import class_weights, resample
+from sluice.model.factory import new_model
+from sluice.model.preprocess import Preprocessor, encode_labels
+from sluice.model.training import fit, predict_proba
+from sluice.pipeline.runner import fit_settings
+from sluice.pipeline.tune_choice import suggest_choice
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TuneData:
+    """The natural training split and the validation split, as the stages read them."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    target: str
+    types: dict[str, str]
+    classes: list[str]
+
+
+@dataclass
+class Objective:
+    """Optuna's objective: one trial -> ``tune.metric`` on validation of its best epoch.
+
+    Resampled training splits are kept per method and transformed arrays per (method,
+    preprocessing), so a study resamples and transforms each variant once.
+    """
+
+    params: Params
+    data: TuneData
+    families: list[str] | None
+    default_arch: str
+    _resampled: dict[tuple[str, int], pd.DataFrame] = field(default_factory=dict)
+    _arrays: dict[tuple[str, str], tuple] = field(default_factory=dict)
+
+    @property
+    def metric(self) -> str:
+        return self.params.tune.metric
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import mlflow
+
+        from sluice.tracking.store import run_tags
+
+        p = self.params
+        choice = suggest_choice(trial, p.tune.space, self.families, p, self.default_arch)
+        trial.set_user_attr("choice", choice)
+        curve: list[dict[str, float]] = []
+        tags = {**run_tags("tune"), "sluice.trial": str(trial.number)}
+        started = time.perf_counter()
+        experiment_id = mlflow.active_run().info.experiment_id  # the study's parent run
+        with mlflow.start_run(
+            experiment_id=experiment_id, run_name=f"trial {trial.number}", nested=True, tags=tags
+        ) as run:
+            trial.set_user_attr("mlflow_run_id", run.info.run_id)
+            mlflow.log_params({"trial": trial.number, **flatten(choice)})
+            try:
+                scores, best_epoch = self._train(trial, apply_tuned(p, choice), curve)
+            except optuna.TrialPruned:
+                scores, best_epoch = None, 0
+            log_trial(curve, scores, best_epoch, time.perf_counter() - started)
+        if scores is None:
+            raise optuna.TrialPruned(f"pruned at epoch {len(curve)}")
+        trial.set_user_attr("scores", scores)
+        return scores[self.metric]
+
+    def _train(
+        self, trial: optuna.Trial, p: Params, curve: list[dict[str, float]]
+    ) -> tuple[dict[str, float], int]:
+        """The validation scores of the trial's best epoch, and that epoch."""
+        d = self.data
+        frame = self._resample(p.resample.method, p.resample.k_neighbors)
+        with threadpool_limits(limits=1, user_api="blas"):
+            net, spec = new_model(
+                p.train, d.types, d.classes, d.train, p.data.max_categories, p.seed
+            )
+        arrays = self._transform(p.resample.method, p.resample.k_neighbors, frame, spec)
+        weights = None
+        if p.resample.class_weights:
+            weights = class_weights(frame[d.target].astype(str), d.classes)
+        settings = fit_settings(p.train, p.seed, spec["args"].get("image_shape"), weights)
+        sign = 1.0 if p.tune.metric == "log_loss" else -1.0  # the study's direction
+        result = fit(net, arrays, len(d.classes), settings, _Reporter(trial, sign, curve))
+        net.load_state_dict(result.state_dict)  # the best epoch, as train keeps it
+        scores = validation_scores(net, arrays[2], arrays[3], len(d.classes), self.metric)
+        return scores, result.best_epoch
+
+    def _resample(self, method: str, k: int) -> pd.DataFrame:
+        if (method, k) not in self._resampled:
+            d = self.data
+            with threadpool_limits(limits=1, user_api="blas"):
+                frame, _ = resample(d.train, d.target, d.types, method, k, self.params.seed)
+            self._resampled[(method, k)] = frame
+        return self._resampled[(method, k)]
+
+    def _transform(self, method: str, k: int, frame: pd.DataFrame, spec: dict) -> tuple:
+        """(X_train, y_train, X_val, y_val) as the train stage builds them."""
+        state = json.dumps(spec["preprocessor"], sort_keys=True).encode()
+        key = (f"{method}/{k}", hashlib.sha256(state).hexdigest())
+        if key not in self._arrays:
+            d, pre = self.data, Preprocessor.from_dict(spec["preprocessor"])
+            with threadpool_limits(limits=1, user_api="blas"):
+                self._arrays[key] = (
+                    pre.transform(frame, "resampled training split"),
+                    encode_labels(frame[d.target], d.classes, "resampled training split"),
+                    pre.transform(d.val, "validation split"),
+                    encode_labels(d.val[d.target], d.classes, "validation split"),
+                )
+        return self._arrays[key]
+
+
+class _Reporter:
+    """Per-epoch callback of ``fit``: keep the curve, report the validation loss to the pruner
+    (negated in a study that maximises), stop the trial when told."""
+
+    def __init__(self, trial: optuna.Trial, sign: float, curve: list[dict[str, float]]):
+        self.trial, self.sign, self.curve = trial, sign, curve
+
+    def __call__(self, record: dict[str, float]) -> None:
+        self.curve.append(record)
+        self.trial.report(self.sign * record["val_loss"], int(record["epoch"]))
+        if self.trial.should_prune():
+            raise optuna.TrialPruned()
+
+
+def validation_scores(
+    net: torch.nn.Module, X_val: np.ndarray, y_val: np.ndarray, n_classes: int, metric: str
+) -> dict[str, float]:
+    """``metric``, macro F1 and log loss on validation: what ranks trials (ties: F1, then log
+    loss, as evaluate ranks its models)."""
+    from sklearn.metrics import log_loss
+
+    from sluice.evaluation.metrics import metric_value
+
+    prob = predict_proba(net, torch.from_numpy(X_val), dtype=torch.float64).numpy()
+    with threadpool_limits(limits=1, user_api="blas"):
+        scores = {m: metric_value(y_val, prob, m) for m in {metric, "f1_macro"} - {"log_loss"}}
+        scores["log_loss"] = float(log_loss(y_val, prob, labels=list(range(n_classes))))
+    return {k: (v if math.isfinite(v) else float("nan")) for k, v in sorted(scores.items())}
+
+
+def log_trial(
+    curve: list[dict[str, float]], scores: dict | None, best_epoch: int, seconds: float
+) -> None:
+    """The trial's per-epoch curve (batched), its validation scores and whether it was pruned."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [
+        Metric(k, float(v), now, int(r["epoch"]))
+        for r in curve
+        for k, v in r.items()
+        if k != "epoch"
+    ]
+    summary = {"epochs_run": len(curve), "trial_seconds": seconds}
+    if scores is not None:
+        summary |= {f"val_{k}": v for k, v in scores.items()}
+        summary |= {"best_epoch": best_epoch, "best_val_loss": curve[best_epoch - 1]["val_loss"]}
+    points += [Metric(k, float(v), now, 0) for k, v in summary.items()]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for i in range(0, len(points), 1000):  # MLflow's limit per batch
+        client.log_batch(run_id, metrics=points[i : i + 1000])
+    pruned = scores is None
+    mlflow.set_tags(
+        {"sluice.pruned": str(pruned).lower(), "optuna.state": "PRUNED" if pruned else "COMPLETE"}
+    )
+
+
+def flatten(choice: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """``{"train": {"lr": x}}`` -> ``{"train.lr": x}`` (MLflow params, log lines)."""
+    return {f"{s}.{k}": v for s, values in choice.items() for k, v in values.items()}

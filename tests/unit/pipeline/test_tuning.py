@@ -1,0 +1,290 @@
+"""The tune stage's parts without MLflow or training: the search space and its validation, the
+choice and how stages apply it, the seeded study, the study in a storage."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from sluice.config import Params, TuneSpace, apply_tuned, load_params, load_tuned_params
+from sluice.errors import SluiceError
+from sluice.pipeline.tune_choice import (
+    TUNE_REPORT,
+    builds_cnn,
+    imbalance_values,
+    skip_reason,
+    study_families,
+    study_name,
+    suggest_choice,
+    write_choice,
+)
+from sluice.pipeline.tuning import new_study, optimize, study_result
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def params_with(tune: dict | None = None, **sections) -> Params:
+    return Params.model_validate({"tune": tune or {}, **sections})
+
+
+def fixed(**values) -> optuna.trial.FixedTrial:
+    return optuna.trial.FixedTrial(values)
+
+
+POINT = {"width": 64, "depth": 2, "dropout": 0.1234, "weight_decay": 1.2345e-4, "lr": 0.0031622}
+POINT |= {"batch_size": 128, "imbalance": "smote"}
+
+
+def test_every_tune_key_is_documented_in_params_yaml():
+    text = (ROOT / "params.yaml").read_text()
+    params = load_params(ROOT / "params.yaml")
+    for key in type(params.tune).model_fields:
+        assert f"\n  {key}:" in text, f"tune.{key} is not in params.yaml"
+    for key in TuneSpace.model_fields:
+        assert f"\n    {key}:" in text, f"tune.space.{key} is not in params.yaml"
+
+
+def test_a_point_becomes_a_choice_of_params_sections():
+    params = params_with()
+    choice = suggest_choice(fixed(model="mlp", **POINT), params.tune.space, ["mlp"], params, "mlp")
+    assert choice == {
+        "resample": {"method": "smote", "class_weights": False},
+        "train": {
+            "model": "mlp",
+            "hidden": [64, 64],
+            "dropout": 0.123,  # 3 significant digits: the trial trains with what the file shows
+            "weight_decay": 0.000123,
+            "lr": 0.00316,
+            "batch_size": 128,
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("family", "absent"),
+    [("linear", {"hidden", "dropout"}), ("cnn", {"hidden"}), ("tabm", set())],
+)
+def test_width_and_depth_only_shape_the_families_that_have_them(family, absent):
+    params = params_with()
+    space = params.tune.space
+    choice = suggest_choice(fixed(model=family, **POINT), space, [family], params, "mlp")
+    assert choice["train"]["model"] == family
+    assert absent.isdisjoint(choice["train"])
+    assert {"lr", "weight_decay", "batch_size"} <= set(choice["train"])
+
+
+def test_a_null_key_is_not_searched_and_keeps_params_values():
+    params = params_with(
+        {"space": {"model": None, "width": [16, 32], "depth": None, "imbalance": None}},
+        train={"hidden": [8, 8, 8]},
+    )
+    choice = suggest_choice(
+        fixed(**(POINT | {"width": 16})), params.tune.space, None, params, "mlp"
+    )
+    assert "model" not in choice["train"]
+    assert choice["train"]["hidden"] == [16, 16, 16]  # the depth of train.hidden
+    assert choice["resample"] == {}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "values"),
+    [
+        ("none", {"method": "none", "class_weights": False}),
+        ("class_weights", {"method": "none", "class_weights": True}),
+        ("random_over", {"method": "random_over", "class_weights": False}),
+        ("smote", {"method": "smote", "class_weights": False}),
+    ],
+)
+def test_imbalance_strategies_set_the_resample_section(strategy, values):
+    assert imbalance_values(strategy) == values
+    assert apply_tuned(params_with(), {"resample": values}).resample.method == values["method"]
+
+
+def test_the_cnn_is_searched_only_for_image_rows():
+    space = params_with({"space": {"model": ["mlp", "cnn"]}}).tune.space
+    assert study_families(space, image_rows=False) == ["mlp"]
+    assert study_families(space, image_rows=True) == ["mlp", "cnn"]
+    assert study_families(params_with({"space": {"model": None}}).tune.space, False) is None
+    only_cnn = params_with({"space": {"model": ["cnn"]}}).tune.space
+    with pytest.raises(SluiceError, match="tune.space.model .* add one of tabm, mlp, linear"):
+        study_families(only_cnn, image_rows=False)
+
+
+PIXELS = {f"p{i}": "numeric" for i in range(64)}
+TABLE = {"a": "numeric", "b": "categorical"}
+
+
+def test_skipped_with_no_budget_or_images_without_cnn_in_the_space():
+    assert skip_reason(params_with({"trials": 0}), TABLE) == "tune.trials is 0"
+    assert skip_reason(params_with({"trials": 5}), TABLE) is None
+    assert "CNN" in skip_reason(params_with({"trials": 5, "space": {"model": ["mlp"]}}), PIXELS)
+    assert skip_reason(params_with({"trials": 5, "space": {"model": ["cnn"]}}), PIXELS) is None
+    mlp_on_pixels = params_with({"trials": 5, "space": {"model": ["mlp"]}}, train={"model": "mlp"})
+    assert skip_reason(mlp_on_pixels, PIXELS) is None
+
+
+@pytest.mark.parametrize("model", ["auto", "mlp", "tabm", "linear", "cnn"])
+@pytest.mark.parametrize(
+    "types",
+    [
+        PIXELS,
+        {f"p{i}": "numeric" for i in range(16)},
+        {f"p{i}": "numeric" for i in range(9)},  # 3 x 3: too small for an image
+        {**{f"p{i}": "numeric" for i in range(63)}, "c": "categorical"},
+        TABLE,
+    ],
+)
+def test_the_light_cnn_check_agrees_with_the_model_layer(model, types):
+    from sluice.model.nets import choose_arch
+
+    all_numeric = all(t == "numeric" for t in types.values())
+    try:
+        arch = choose_arch(model, len(types), all_numeric)
+    except SluiceError:  # cnn asked for rows that are not images: train refuses it
+        arch = "cnn"
+    assert builds_cnn(model, types) == (arch == "cnn")
+
+
+def test_apply_tuned_lays_the_choice_over_params():
+    params = params_with(train={"lr": 0.1, "epochs": 7})
+    tuned = apply_tuned(params, {"resample": {}, "train": {"lr": 0.01, "hidden": [4]}})
+    assert (tuned.train.lr, tuned.train.hidden, tuned.train.epochs) == (0.01, [4], 7)
+    assert apply_tuned(params, {}) == params
+    assert apply_tuned(params, {"resample": {}, "train": {}}) == params
+
+
+@pytest.mark.parametrize(
+    ("tuned", "message"),
+    [
+        ({"finetune": {"lr": 0.1}}, "unexpected entry 'finetune'"),
+        ({"train": [1]}, "unexpected entry 'train'"),
+        ({"train": {"lr": -1.0}}, "bad value -1.0 for 'train.lr'"),
+        ({"train": {"lrr": 1.0}}, "unknown key 'train.lrr'"),
+    ],
+)
+def test_a_bad_choice_is_refused_naming_the_file(tuned, message):
+    with pytest.raises(SluiceError, match=message) as err:
+        apply_tuned(params_with(), tuned, "reports/tuned.yaml")
+    assert str(err.value).startswith("reports/tuned.yaml: ") and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"lr": [0.1]}, "'tune.space.lr'; give [low, high]"),
+        ({"width": [64, 8]}, "'tune.space.width'; give [low, high]"),
+        ({"weight_decay": [0, 0.1]}, "'tune.space.weight_decay'; give [low, high]"),
+        ({"model": []}, "'tune.space.model'; list distinct choices"),
+        ({"batch_size": [32, 32]}, "'tune.space.batch_size'; list distinct choices"),
+        (
+            {"imbalance": ["smoteish"]},
+            "bad value 'smoteish' for 'tune.space.imbalance'; use one of none",
+        ),
+        ({"model": ["resnet"]}, "bad value 'resnet' for 'tune.space.model'; use one of tabm"),
+    ],
+)
+def test_a_bad_space_is_refused_with_the_key(tmp_path, space, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"tune": {"space": space}}))
+    with pytest.raises(SluiceError, match=message.replace("[", r"\[")) as err:
+        load_params(path)
+    assert "\n" not in str(err.value)
+
+
+def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.1\n")
+    assert load_tuned_params() == load_params()  # no choice file yet: params.yaml as it is
+    choice = {"resample": {}, "train": {"lr": 1.5e-05, "hidden": [32, 32], "model": "mlp"}}
+    write_choice(choice, "a note\non two lines", {"trials": 3})
+    text = (tmp_path / "reports/tuned.yaml").read_text()
+    assert text.startswith("# a note\n# on two lines\nresample: {}\ntrain:\n")
+    assert "  hidden: [32, 32]\n" in text
+    tuned = load_tuned_params()
+    assert (tuned.train.lr, tuned.train.hidden, tuned.train.model) == (1.5e-05, [32, 32], "mlp")
+    assert (tmp_path / TUNE_REPORT).exists()
+    write_choice({}, "skipped", {"trials": 0})
+    assert yaml.safe_load((tmp_path / "reports/tuned.yaml").read_text()) == {
+        "resample": {},
+        "train": {},
+    }
+    assert load_tuned_params() == load_params()
+
+
+def test_the_study_name_follows_data_and_space_but_not_budget():
+    base = params_with({"trials": 5})
+    name = study_name(base, ["a", "b"])
+    assert name == study_name(params_with({"trials": 50, "timeout": 9}), ["a", "b"])
+    assert name != study_name(base, ["a", "c"])
+    assert name != study_name(params_with({"trials": 5, "space": {"lr": [1e-3, 1e-2]}}), ["a", "b"])
+    assert name != study_name(params_with({"trials": 5}, seed=1), ["a", "b"])
+
+
+class PureObjective:
+    """A cheap stand-in score over a real point of the space (no training)."""
+
+    metric = "val_loss"
+
+    def __init__(self, params: Params) -> None:
+        self.params = params
+
+    def __call__(self, trial) -> float:
+        p = self.params
+        choice = suggest_choice(trial, p.tune.space, ["mlp", "linear"], p, "mlp")
+        trial.set_user_attr("choice", choice)
+        train = choice["train"]
+        return abs(train["lr"] - 0.003) + train.get("dropout", 0.5) + train["batch_size"] / 1e3
+
+
+def run_study(params: Params, storage: str | None = None):
+    params = params.model_copy(update={"tune": params.tune.model_copy(update={"storage": storage})})
+    study = new_study(params, "s")
+    optimize(study, PureObjective(params), params)
+    return study
+
+
+def test_the_seeded_study_repeats_itself_and_a_seed_changes_it():
+    params = params_with({"trials": 12, "startup_trials": 3})
+    first, again = run_study(params), run_study(params)
+    assert [t.params for t in first.trials] == [t.params for t in again.trials]
+    assert len(first.trials) == 12
+    other = run_study(params.model_copy(update={"seed": 1}))
+    assert [t.params for t in other.trials] != [t.params for t in first.trials]
+
+
+def test_a_study_in_a_storage_is_continued_up_to_the_budget(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    run_study(params_with({"trials": 3, "startup_trials": 2}), storage)
+    study = run_study(params_with({"trials": 5, "startup_trials": 2}), storage)
+    assert len(study.trials) == 5  # two more, not five more
+    assert len(run_study(params_with({"trials": 5}), storage).trials) == 5
+
+
+def test_the_best_trial_breaks_ties_on_macro_f1_then_log_loss():
+    scores = [
+        {"roc_auc": 0.99, "f1_macro": 0.90, "log_loss": 0.10},
+        {"roc_auc": 0.99, "f1_macro": 0.95, "log_loss": 0.20},  # the tie goes to the better F1
+        {"roc_auc": 0.99, "f1_macro": 0.95, "log_loss": 0.30},
+        {"roc_auc": float("nan"), "f1_macro": 1.0, "log_loss": 0.01},  # NaN never wins
+        {"roc_auc": 0.98, "f1_macro": 0.99, "log_loss": 0.05},
+    ]
+    study = optuna.create_study(direction="maximize")
+    for i, s in enumerate(scores):
+        study.add_trial(
+            optuna.trial.create_trial(
+                value=s["roc_auc"] if i != 3 else 0.0,
+                user_attrs={"scores": s, "choice": {"train": {"lr": i}}},
+            )
+        )
+    choice, report, _ = study_result(study, "roc_auc", "s")
+    assert choice == {"train": {"lr": 1}} and report["best_trial"] == 1
+    assert report["best_val_f1_macro"] == 0.95 and report["trials"] == 5
+    minimise = optuna.create_study()
+    for i, s in enumerate(scores):
+        minimise.add_trial(
+            optuna.trial.create_trial(
+                value=s["log_loss"], user_attrs={"scores": s, "choice": {"train": {"lr": i}}}
+            )
+        )
+    assert study_result(minimise, "log_loss", "s")[1]["best_trial"] == 3
