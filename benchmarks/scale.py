@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402
 
-STAGES = ("clean", "split", "resample", "train", "finetune", "evaluate")
+STAGES = ("clean", "split", "tune", "resample", "train", "finetune", "evaluate")
 
 
 def messy_csv(path: Path, rows: int, seed: int = 0) -> None:
@@ -64,6 +64,7 @@ def main() -> None:
         project.set_params(
             {
                 "data": {"path": "data/raw/big.csv", "target": "label"},
+                "tune": {"trials": 0},  # a fixed model: this measures the pipeline's scaling
                 "resample": {"method": args.method},
                 "train": {"model": "mlp", "epochs": args.epochs, "batch_size": 1024},
                 "finetune": {"epochs": 1, "freeze": ["features"]},

@@ -145,8 +145,8 @@ class TuneSpace(Section):
     """What the tune stage searches: a list of choices, or a [low, high] range; null keeps the
     value of params.yaml (the key is not searched)."""
 
-    model: list[Literal[TUNE_FAMILIES]] | None = ["mlp"]
-    width: list[int] | None = [32, 512]
+    model: list[Literal[TUNE_FAMILIES]] | None = ["tabm", "mlp", "linear"]
+    width: list[int] | None = [32, 256]
     depth: list[int] | None = [1, 3]
     dropout: list[float] | None = [0.0, 0.5]
     weight_decay: list[float] | None = [1e-6, 1e-2]
@@ -183,8 +183,8 @@ class TuneSpace(Section):
 
 
 class TuneConfig(Section):
-    trials: between(int, 0, 1_000_000) = 0
-    timeout: between(float, 0.0, 1e7) = 0.0
+    trials: between(int, 0, 1_000_000) = 20
+    timeout: between(float, 0.0, 1e7) = 600.0
     metric: Literal["log_loss", "roc_auc", "f1_macro", "balanced_accuracy", "accuracy"] = "log_loss"
     startup_trials: between(int, 1, 10_000) = 5
     pruner: Literal["median", "none"] = "median"
@@ -389,7 +389,23 @@ def load_tuned_params(
         raise SluiceError(f"{tuned_path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(tuned, dict):
         raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
-    return apply_tuned(params, tuned, str(tuned_path))
+    effective = apply_tuned(params, tuned, str(tuned_path))
+    changed = [
+        f"{section}.{key} {getattr(getattr(params, section), key)!r} -> {value!r}"
+        for section, values in tuned.items()
+        for key, value in values.items()
+        if getattr(getattr(params, section), key) != value
+    ]
+    if changed:  # say so: `dvc exp run -S train.lr=...` does not win over a searched key
+        import logging
+
+        logging.getLogger("sluice.tune").info(
+            "%s (the tune stage's choice) overrides params.yaml: %s; a key that tune.space "
+            "searches is set there (tune.space.<key>: null keeps params.yaml's value)",
+            tuned_path,
+            ", ".join(changed),
+        )
+    return effective
 
 
 # YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes

@@ -29,6 +29,7 @@ PROJECT_DIRS = ("sluice", "stages", ".dvc")
 FAST_PARAMS = {
     "train": {"epochs": 4, "patience": 4, "checkpoint_every": 2, "threads": 1},
     "finetune": {"epochs": 2, "patience": 2},
+    "tune": {"trials": 0},  # tests of tuning set their own budget
     "evaluate": {"bootstrap": 50},
     "promote": {"bootstrap": 100},
 }

@@ -278,6 +278,8 @@ def _train_epoch(net, opt, sched, loss_fn, train, s: FitSettings, gen, amp) -> f
     total, batches = torch.zeros((), dtype=torch.float64, device=X_tr.device), 0
     for i in range(0, len(order), s.batch_size):
         idx = order[i : i + s.batch_size]
+        if len(idx) == 1 and i > 0:
+            continue  # a last batch of one row: batch norm cannot train on it
         xb = X_tr[idx]
         if s.image_shape and s.augment_shift:
             xb = shift_images(xb, s.image_shape, s.augment_shift, gen)

@@ -79,10 +79,11 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
         mlflow.log_params({"seed": params.seed, "study": name, **tune, **space})
         optimize(study, objective, params)
         choice, report, best_run = study_result(study, objective.metric, name)
+        report["timed_out"] = report["trials"] < params.tune.trials  # then machine-dependent
         mlflow.log_params({f"chosen.{k}": v for k, v in flatten(choice).items()})
         mlflow.log_metrics(
             {
-                **{k: v for k, v in report.items() if isinstance(v, int | float)},
+                **{k: float(v) for k, v in report.items() if isinstance(v, int | float)},
                 "tune_seconds": time.perf_counter() - started,
             }
         )
@@ -134,6 +135,16 @@ def optimize(study, objective, params: Params) -> None:
         timeout=params.tune.timeout or None,
         callbacks=[MaxTrialsCallback(params.tune.trials, states=finished), _log_trial],
     )
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    if done < params.tune.trials:
+        log.warning(
+            "tune: tune.timeout (%g s) stopped the study after %d of %d trials: the choice "
+            "depends on this machine's speed; raise the timeout or lower tune.trials to make "
+            "it reproducible",
+            params.tune.timeout,
+            done,
+            params.tune.trials,
+        )
 
 
 def study_result(study, metric: str, name: str) -> tuple[dict, dict, str | None]:
@@ -174,7 +185,8 @@ def _note(report: dict) -> str:
     return (
         f"Chosen by the tune stage: trial {report['best_trial']} of study {report['study']}\n"
         f"({report['complete']} complete, {report['pruned']} pruned trials), "
-        f"validation {report['metric']} {report['best_value']:.4f}.\n"
+        f"validation {report['metric']} {report['best_value']:.4f}"
+        f"{'; stopped by tune.timeout' if report.get('timed_out') else ''}.\n"
         "Written by dvc repro: set the study up in the tune: section of params.yaml."
     )
 

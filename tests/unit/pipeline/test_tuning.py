@@ -192,7 +192,7 @@ def test_a_bad_space_is_refused_with_the_key(tmp_path, space, message):
     assert "\n" not in str(err.value)
 
 
-def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeypatch):
+def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeypatch, caplog):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("train:\n  lr: 0.1\n")
     assert load_tuned_params() == load_params()  # no choice file yet: params.yaml as it is
@@ -201,8 +201,10 @@ def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeyp
     text = (tmp_path / "reports/tuned.yaml").read_text()
     assert text.startswith("# a note\n# on two lines\nresample: {}\ntrain:\n")
     assert "  hidden: [32, 32]\n" in text
-    tuned = load_tuned_params()
+    with caplog.at_level("INFO", logger="sluice.tune"):
+        tuned = load_tuned_params()
     assert (tuned.train.lr, tuned.train.hidden, tuned.train.model) == (1.5e-05, [32, 32], "mlp")
+    assert "train.lr 0.1 -> 1.5e-05" in caplog.text  # a searched key wins over params.yaml
     assert (tmp_path / TUNE_REPORT).exists()
     write_choice({}, "skipped", {"trials": 0})
     assert yaml.safe_load((tmp_path / "reports/tuned.yaml").read_text()) == {
