@@ -89,18 +89,21 @@ class SplitConfig(Section):
         return self
 
 
+RESAMPLE_METHODS = (
+    "none",
+    "random_over",
+    "random_under",
+    "smote",
+    "borderline_smote",
+    "adasyn",
+    "smote_tomek",
+    "smote_enn",
+    "gan",
+)
+
+
 class ResampleConfig(Section):
-    method: Literal[
-        "none",
-        "random_over",
-        "random_under",
-        "smote",
-        "borderline_smote",
-        "adasyn",
-        "smote_tomek",
-        "smote_enn",
-        "gan",
-    ] = "random_over"
+    method: Literal[RESAMPLE_METHODS] = "random_over"
     k_neighbors: between(int, 1, 100) = 5
     class_weights: bool = False
     check_rows: between(int, 0, 1_000_000) = 1000
@@ -120,16 +123,12 @@ class ResampleConfig(Section):
 
 
 TUNE_FAMILIES = ("tabm", "mlp", "linear", "cnn")  # the train.model values a study can choose
+# What a study may choose for the imbalance: class weights, or a resampling method (not the
+# GAN, whose settings the study does not search).
 TUNE_IMBALANCE = (
     "none",
     "class_weights",
-    "random_over",
-    "random_under",
-    "smote",
-    "borderline_smote",
-    "adasyn",
-    "smote_tomek",
-    "smote_enn",
+    *(m for m in RESAMPLE_METHODS if m not in ("none", "gan")),
 )
 # Bounds of each [low, high] range in tune.space (log-scale ranges start above zero).
 _TUNE_RANGES = {
