@@ -1,19 +1,18 @@
 """params.yaml, parsed once into frozen pydantic models that refuse unknown keys and bad values.
 
-A mistake becomes one line naming the key, the value and what to do (``format_error``); the
-whole file is validated before a stage does any work.
+A mistake becomes one line naming the key, the value and what to do (``format_error``, in
+``sluice.params_yaml`` with the YAML reader); the whole file is validated before a stage does any
+work. The tune stage's choice is laid over these values by ``sluice.tuned``.
 """
 
 from __future__ import annotations
 
 import re
-import types
 import typing
 import warnings
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import annotated_types
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -23,9 +22,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 
 from sluice.errors import SluiceError
+from sluice.params_yaml import format_error, yaml_loader
 
 BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer")
 NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
@@ -330,7 +329,7 @@ def load_params(path: str | Path = "params.yaml") -> Params:
 
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=_yaml_loader()) or {}
+        raw = yaml.load(path.read_text(), Loader=yaml_loader()) or {}
     except FileNotFoundError:
         raise SluiceError(f"{path} not found; run from the project root") from None
     except yaml.YAMLError as exc:
@@ -341,171 +340,6 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         raise SluiceError(format_error(exc.errors()[0], Params)) from None
-
-
-TUNED_PATH = Path("reports/tuned.yaml")  # the tune stage's choice (a DVC output)
-TUNED_SECTIONS = ("resample", "train")  # the sections a choice may set
-
-
-def apply_tuned(params: Params, tuned: dict[str, Any], source: str = str(TUNED_PATH)) -> Params:
-    """``params`` with the tune stage's choice on top: ``{"train": {"lr": ...}, ...}``.
-
-    The one way stages and tuning trials turn a choice into the values they use; ``{}`` or
-    empty sections (tuning skipped) leave ``params`` as it is. The result is validated again.
-    """
-    raw = params.model_dump()
-    for section, values in tuned.items():
-        if section not in TUNED_SECTIONS or not isinstance(values, dict):
-            raise SluiceError(
-                f"{source}: unexpected entry {section!r} (a choice sets only "
-                f"{', '.join(TUNED_SECTIONS)}); re-run the tune stage: dvc repro -f tune"
-            )
-        raw[section] = {**raw[section], **values}
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as exc:
-        message = format_error(exc.errors()[0], Params).removeprefix("params.yaml: ")
-        raise SluiceError(f"{source}: {message}") from None
-
-
-def load_tuned_params(
-    path: str | Path = "params.yaml", tuned_path: str | Path = TUNED_PATH
-) -> Params:
-    """params.yaml with the tune stage's choice applied: what resample, train and finetune use.
-
-    Without a choice file (the tune stage has not run, e.g. a stage run by hand) params.yaml
-    is used as it is.
-    """
-    import yaml
-
-    params = load_params(path)
-    tuned_path = Path(tuned_path)
-    if not tuned_path.exists():
-        return params
-    try:
-        tuned = yaml.load(tuned_path.read_text(), Loader=_yaml_loader()) or {}
-    except yaml.YAMLError as exc:
-        raise SluiceError(f"{tuned_path} is not valid YAML: {exc}".replace("\n", " ")) from None
-    if not isinstance(tuned, dict):
-        raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
-    effective = apply_tuned(params, tuned, str(tuned_path))
-    changed = [
-        f"{section}.{key} {getattr(getattr(params, section), key)!r} -> {value!r}"
-        for section, values in tuned.items()
-        for key, value in values.items()
-        if getattr(getattr(params, section), key) != value
-    ]
-    if changed:  # say so: `dvc exp run -S train.lr=...` does not win over a searched key
-        import logging
-
-        logging.getLogger("sluice.tune").info(
-            "%s (the tune stage's choice) overrides params.yaml: %s; a key that tune.space "
-            "searches is set there (tune.space.<key>: null keeps params.yaml's value)",
-            tuned_path,
-            ", ".join(changed),
-        )
-    return effective
-
-
-# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes
-# `dvc exp run -S train.lr=0.000001` as 1e-06). Integers with underscores are YAML 1.1 already.
-_FLOAT_12 = re.compile(
-    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$"
-    r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
-)
-
-
-def _yaml_loader() -> type:
-    """PyYAML's (C) safe loader that also resolves YAML 1.2 floats such as ``1e-06``."""
-    import yaml
-
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = type("ParamsLoader", (base,), {})
-    loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
-    # Inserted after int's resolver, so 10 stays an int and only non-integers become floats.
-    loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-    return loader
-
-
-def format_error(err: dict[str, Any], model: type[BaseModel]) -> str:
-    """One line for pydantic's first error: the key, the bad value and what to do."""
-    loc = err["loc"]
-    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
-    if err["type"] == "extra_forbidden":
-        known = _owner(model, loc[:-1])
-        names = ", ".join(sorted(known.model_fields)) if known else ""
-        return f"params.yaml: unknown key '{key}'; known keys: {names}"
-    value = err.get("input")
-    if err["type"] in _BOUNDS and _field(model, loc)[0] is float:
-        value = float(value)  # as the section holds it: 90 is the number 90.0
-    return f"params.yaml: bad value {value!r} for '{key}'; {_hint(err, model)}"
-
-
-_TYPE_HINTS = {
-    "float_type": "expected a number",
-    "int_type": "expected an integer",
-    "int_from_float": "expected an integer",
-    "bool_type": "expected true or false",
-    "string_type": "expected a string",
-    "list_type": "expected a list",
-    "dict_type": "expected a mapping",
-    "model_type": "expected a mapping",
-    "too_short": "give at least one value",
-    "string_pattern_mismatch": "give a non-empty name",
-}
-_BOUNDS = ("greater_than_equal", "less_than_equal")
-
-
-def _hint(err: dict[str, Any], model: type[BaseModel]) -> str:
-    kind = err["type"]
-    if kind in _TYPE_HINTS:
-        return _TYPE_HINTS[kind]
-    annotation, meta = _field(model, err["loc"])
-    if kind == "literal_error":
-        return f"use one of {', '.join(map(str, typing.get_args(annotation)))}"
-    if kind in _BOUNDS:
-        low = next(m.ge for m in meta if isinstance(m, annotated_types.Ge))
-        high = next(m.le for m in meta if isinstance(m, annotated_types.Le))
-        return f"use a value between {low:g} and {high:g}"
-    return err["msg"]
-
-
-def _owner(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
-    """The section model at ``loc`` (``()`` is the whole file)."""
-    annotation, _ = _field(model, loc)
-    return (
-        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-    )
-
-
-def _field(model: type[BaseModel], loc: tuple) -> tuple[Any, list[Any]]:
-    """The annotation and constraint metadata of the value at ``loc``, walking into sections,
-    list items and mapping values."""
-    annotation: Any = model
-    meta: list[Any] = []
-    for part in loc:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            info: FieldInfo = annotation.model_fields[part]
-            annotation, meta = info.annotation, list(info.metadata)
-        else:  # list[X] item or dict[str, X] value
-            annotation, meta = _unwrap(typing.get_args(annotation)[-1])
-    return _unwrap_optional(annotation), meta
-
-
-def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
-    """``Annotated[X, Field(...)]`` -> (X, its constraints)."""
-    if typing.get_origin(annotation) is Annotated:
-        inner, *extra = typing.get_args(annotation)
-        meta = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
-        return inner, meta
-    return annotation, []
-
-
-def _unwrap_optional(annotation: Any) -> Any:
-    """``X | None`` -> X."""
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
-    return annotation
 
 
 def _bad(key: str, value: Any, hint: str) -> typing.NoReturn:

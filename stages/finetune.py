@@ -1,10 +1,10 @@
 """Stage finetune: a trained model (models/base or a registry version) -> models/finetuned."""
 
 from sluice import paths
-from sluice.config import load_tuned_params
 from sluice.errors import report_errors
 from sluice.io import read_json
 from sluice.stage import run_stage
+from sluice.tuned import load_tuned_params
 
 
 @report_errors

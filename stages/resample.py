@@ -3,13 +3,13 @@
 import logging
 
 from sluice import paths
-from sluice.config import load_tuned_params
 from sluice.data.columns import feature_types
 from sluice.data.resampling import resample
 from sluice.data.synthetic import check_generated
 from sluice.errors import report_errors
 from sluice.io import read_json, read_table, write_json, write_table
 from sluice.stage import run_stage
+from sluice.tuned import load_tuned_params
 
 log = logging.getLogger("sluice.resample")
 

@@ -3,13 +3,13 @@
 import pandas as pd
 
 from sluice import paths
-from sluice.config import load_tuned_params
 from sluice.data.columns import feature_types
 from sluice.data.resampling import class_weights
 from sluice.data.splitting import sorted_labels
 from sluice.errors import report_errors
 from sluice.io import read_json
 from sluice.stage import run_stage
+from sluice.tuned import load_tuned_params
 
 
 @report_errors

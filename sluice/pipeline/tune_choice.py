@@ -15,9 +15,10 @@ import math
 from pathlib import Path
 from typing import Any, Protocol
 
-from sluice.config import TUNED_PATH, TUNED_SECTIONS, Params, TuneSpace
+from sluice.config import Params, TuneSpace
 from sluice.errors import SluiceError
 from sluice.io import atomic_path, write_json
+from sluice.tuned import TUNED_PATH, TUNED_SECTIONS
 
 log = logging.getLogger(__name__)
 

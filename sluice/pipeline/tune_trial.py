@@ -21,13 +21,14 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from sluice.config import Params, apply_tuned
+from sluice.config import Params
 from sluice.data.resampling import class_weights, resample
 from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import fit, predict_proba
 from sluice.pipeline.runner import fit_settings
 from sluice.pipeline.tune_choice import suggest_choice
+from sluice.tuned import apply_tuned
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ import optuna
 import pytest
 import yaml
 
-from sluice.config import Params, TuneSpace, apply_tuned, load_params, load_tuned_params
+from sluice.config import Params, TuneSpace, load_params
 from sluice.errors import SluiceError
 from sluice.pipeline.tune_choice import (
     TUNE_REPORT,
@@ -20,6 +20,7 @@ from sluice.pipeline.tune_choice import (
     write_choice,
 )
 from sluice.pipeline.tuning import new_study, optimize, study_result
+from sluice.tuned import apply_tuned, load_tuned_params
 
 ROOT = Path(__file__).resolve().parents[3]
 

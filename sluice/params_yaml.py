@@ -1,0 +1,112 @@
+"""Reading params files: YAML 1.2 numbers, and pydantic's errors as one line a user can act on."""
+
+from __future__ import annotations
+
+import re
+import types
+import typing
+from typing import Annotated, Any
+
+import annotated_types
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+
+# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes
+# `dvc exp run -S train.lr=0.000001` as 1e-06). Integers with underscores are YAML 1.1 already.
+_FLOAT_12 = re.compile(
+    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$"
+    r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
+)
+
+
+def yaml_loader() -> type:
+    """PyYAML's (C) safe loader that also resolves YAML 1.2 floats such as ``1e-06``."""
+    import yaml
+
+    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = type("ParamsLoader", (base,), {})
+    loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
+    # Inserted after int's resolver, so 10 stays an int and only non-integers become floats.
+    loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
+    return loader
+
+
+def format_error(err: dict[str, Any], model: type[BaseModel]) -> str:
+    """One line for pydantic's first error: the key, the bad value and what to do."""
+    loc = err["loc"]
+    key = ".".join(str(p) if isinstance(p, str) else f"[{p}]" for p in loc).replace(".[", "[")
+    if err["type"] == "extra_forbidden":
+        known = _owner(model, loc[:-1])
+        names = ", ".join(sorted(known.model_fields)) if known else ""
+        return f"params.yaml: unknown key '{key}'; known keys: {names}"
+    value = err.get("input")
+    if err["type"] in _BOUNDS and _field(model, loc)[0] is float:
+        value = float(value)  # as the section holds it: 90 is the number 90.0
+    return f"params.yaml: bad value {value!r} for '{key}'; {_hint(err, model)}"
+
+
+_TYPE_HINTS = {
+    "float_type": "expected a number",
+    "int_type": "expected an integer",
+    "int_from_float": "expected an integer",
+    "bool_type": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a mapping",
+    "model_type": "expected a mapping",
+    "too_short": "give at least one value",
+    "string_pattern_mismatch": "give a non-empty name",
+}
+_BOUNDS = ("greater_than_equal", "less_than_equal")
+
+
+def _hint(err: dict[str, Any], model: type[BaseModel]) -> str:
+    kind = err["type"]
+    if kind in _TYPE_HINTS:
+        return _TYPE_HINTS[kind]
+    annotation, meta = _field(model, err["loc"])
+    if kind == "literal_error":
+        return f"use one of {', '.join(map(str, typing.get_args(annotation)))}"
+    if kind in _BOUNDS:
+        low = next(m.ge for m in meta if isinstance(m, annotated_types.Ge))
+        high = next(m.le for m in meta if isinstance(m, annotated_types.Le))
+        return f"use a value between {low:g} and {high:g}"
+    return err["msg"]
+
+
+def _owner(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The section model at ``loc`` (``()`` is the whole file)."""
+    annotation, _ = _field(model, loc)
+    return (
+        annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    )
+
+
+def _field(model: type[BaseModel], loc: tuple) -> tuple[Any, list[Any]]:
+    """The annotation and constraint metadata of the value at ``loc``, walking into sections,
+    list items and mapping values."""
+    annotation: Any = model
+    meta: list[Any] = []
+    for part in loc:
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            info: FieldInfo = annotation.model_fields[part]
+            annotation, meta = info.annotation, list(info.metadata)
+        else:  # list[X] item or dict[str, X] value
+            annotation, meta = _unwrap(typing.get_args(annotation)[-1])
+    return _unwrap_optional(annotation), meta
+
+
+def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:
+    """``Annotated[X, Field(...)]`` -> (X, its constraints)."""
+    if typing.get_origin(annotation) is Annotated:
+        inner, *extra = typing.get_args(annotation)
+        meta = [m for e in extra for m in (e.metadata if isinstance(e, FieldInfo) else [e])]
+        return inner, meta
+    return annotation, []
+
+
+def _unwrap_optional(annotation: Any) -> Any:
+    """``X | None`` -> X."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    return annotation

@@ -1,0 +1,76 @@
+"""The tune stage's choice (reports/tuned.yaml) laid over params.yaml: what resample, train and
+finetune use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from sluice.config import Params, load_params
+from sluice.errors import SluiceError
+from sluice.params_yaml import format_error, yaml_loader
+
+TUNED_PATH = Path("reports/tuned.yaml")  # the tune stage's choice (a DVC output)
+TUNED_SECTIONS = ("resample", "train")  # the sections a choice may set
+
+
+def apply_tuned(params: Params, tuned: dict[str, Any], source: str = str(TUNED_PATH)) -> Params:
+    """``params`` with the tune stage's choice on top: ``{"train": {"lr": ...}, ...}``.
+
+    The one way stages and tuning trials turn a choice into the values they use; ``{}`` or
+    empty sections (tuning skipped) leave ``params`` as it is. The result is validated again.
+    """
+    raw = params.model_dump()
+    for section, values in tuned.items():
+        if section not in TUNED_SECTIONS or not isinstance(values, dict):
+            raise SluiceError(
+                f"{source}: unexpected entry {section!r} (a choice sets only "
+                f"{', '.join(TUNED_SECTIONS)}); re-run the tune stage: dvc repro -f tune"
+            )
+        raw[section] = {**raw[section], **values}
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        message = format_error(exc.errors()[0], Params).removeprefix("params.yaml: ")
+        raise SluiceError(f"{source}: {message}") from None
+
+
+def load_tuned_params(
+    path: str | Path = "params.yaml", tuned_path: str | Path = TUNED_PATH
+) -> Params:
+    """params.yaml with the tune stage's choice applied: what resample, train and finetune use.
+
+    Without a choice file (the tune stage has not run, e.g. a stage run by hand) params.yaml
+    is used as it is.
+    """
+    import yaml
+
+    params = load_params(path)
+    tuned_path = Path(tuned_path)
+    if not tuned_path.exists():
+        return params
+    try:
+        tuned = yaml.load(tuned_path.read_text(), Loader=yaml_loader()) or {}
+    except yaml.YAMLError as exc:
+        raise SluiceError(f"{tuned_path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    if not isinstance(tuned, dict):
+        raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
+    effective = apply_tuned(params, tuned, str(tuned_path))
+    changed = [
+        f"{section}.{key} {getattr(getattr(params, section), key)!r} -> {value!r}"
+        for section, values in tuned.items()
+        for key, value in values.items()
+        if getattr(getattr(params, section), key) != value
+    ]
+    if changed:  # say so: `dvc exp run -S train.lr=...` does not win over a searched key
+        import logging
+
+        logging.getLogger("sluice.tune").info(
+            "%s (the tune stage's choice) overrides params.yaml: %s; a key that tune.space "
+            "searches is set there (tune.space.<key>: null keeps params.yaml's value)",
+            tuned_path,
+            ", ".join(changed),
+        )
+    return effective
