@@ -35,6 +35,27 @@ FAST_PARAMS = {
 }
 
 
+def fit_settings(**overrides):
+    """Training-loop settings for small unit tests: AdamW at 0.01, no schedule, 30 epochs that
+    early stopping does not cut short, seed 0; ``overrides`` change any of them."""
+    from sluice.model.training import FitSettings
+
+    base = dict(
+        optimizer="adamw",
+        lr=0.01,
+        weight_decay=0.0,
+        schedule="none",
+        epochs=30,
+        batch_size=32,
+        patience=30,
+        monitor="loss",
+        sampler="natural",
+        augment_shift=0,
+        seed=0,
+    )
+    return FitSettings(**{**base, **overrides})
+
+
 @dataclass
 class Project:
     """A temporary copy of the project, run like a user would run it."""

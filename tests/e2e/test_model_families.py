@@ -1,42 +1,15 @@
 """Each tabular model family through the real pipeline: train, finetune, register, promote,
 `sluice predict` and a real `mlflow models serve` process."""
 
-import json
-import subprocess
-
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import BIN, make_project
-from lifecycle.test_serve import free_port, post_json, stop, wait_until_up
+from conftest import make_project
+from lifecycle.test_serve import serve_rows
 
 from sluice.model.bundle import load_bundle
 
 pytestmark = pytest.mark.slow
-
-
-def serve(project, model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
-    """Start `mlflow models serve` on loopback, score ``rows``, stop it."""
-    port, log_path = free_port(), project.path / "serve.log"
-    env = {**project.env, "MLFLOW_TRACKING_URI": project.tracking_uri}
-    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [*cmd, "-p", str(port), "--host", "127.0.0.1"],
-            cwd=project.path,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, server, log_path)
-        split = json.loads(rows.to_json(orient="split", index=False))
-        answer = post_json(f"{url}/invocations", {"dataframe_split": split})
-    finally:
-        stop(server)
-    return pd.DataFrame(answer["predictions"])
 
 
 def check_family_serves(project, family: str) -> None:
@@ -60,7 +33,8 @@ def check_family_serves(project, family: str) -> None:
     expected = load_bundle(project.path / "models" / challenger).predict_proba(rows)
     np.testing.assert_allclose(predicted[["prob_0", "prob_1"]].to_numpy(), expected, atol=1e-6)
 
-    served = serve(project, f"models:/{name}@champion", rows)
+    env = {**project.env, "MLFLOW_TRACKING_URI": project.tracking_uri}
+    served = serve_rows(project.path, env, f"models:/{name}@champion", rows)
     np.testing.assert_allclose(served[["0", "1"]].to_numpy(), expected, atol=1e-6)
 
 

@@ -66,35 +66,14 @@ def stop(server: subprocess.Popen) -> None:
         server.wait(timeout=10)
 
 
-@pytest.mark.slow
-def test_served_champion_matches_sluice_predict(project):
-    assert CliRunner().invoke(app, ["promote"]).exit_code == 0
-    features = [c for c in project.test.columns if c != "target"]
-    rows = project.test[features].head(SERVED_ROWS)
-    rows.to_csv(project.root / "rows.csv", index=False)
-    result = CliRunner().invoke(app, ["predict", "rows.csv", "-o", "preds.csv"])
-    assert result.exit_code == 0, result.output
-    expected = pd.read_csv(project.root / "preds.csv")
-
-    port, log_path = free_port(), project.root / "serve.log"
-    env = {**project.env, "MLFLOW_TRACKING_URI": f"sqlite:///{project.root / 'mlflow.db'}"}
-    cmd = [
-        str(BIN / "mlflow"),
-        "models",
-        "serve",
-        "-m",
-        f"models:/{project.name}@champion",
-        "--env-manager",
-        "local",
-        "-p",
-        str(port),
-        "--host",
-        "127.0.0.1",
-    ]
+def serve_rows(cwd, env: dict, model_uri: str, rows: pd.DataFrame) -> pd.DataFrame:
+    """Start `mlflow models serve` of ``model_uri`` on loopback, score ``rows``, stop it."""
+    port, log_path = free_port(), cwd / "serve.log"
+    cmd = [str(BIN / "mlflow"), "models", "serve", "-m", model_uri, "--env-manager", "local"]
     with log_path.open("w") as log:
         server = subprocess.Popen(
-            cmd,
-            cwd=project.root,
+            [*cmd, "-p", str(port), "--host", "127.0.0.1"],
+            cwd=cwd,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -107,7 +86,21 @@ def test_served_champion_matches_sluice_predict(project):
         answer = post_json(f"{url}/invocations", {"dataframe_split": split})
     finally:
         stop(server)
-    served = pd.DataFrame(answer["predictions"])
+    return pd.DataFrame(answer["predictions"])
+
+
+@pytest.mark.slow
+def test_served_champion_matches_sluice_predict(project):
+    assert CliRunner().invoke(app, ["promote"]).exit_code == 0
+    features = [c for c in project.test.columns if c != "target"]
+    rows = project.test[features].head(SERVED_ROWS)
+    rows.to_csv(project.root / "rows.csv", index=False)
+    result = CliRunner().invoke(app, ["predict", "rows.csv", "-o", "preds.csv"])
+    assert result.exit_code == 0, result.output
+    expected = pd.read_csv(project.root / "preds.csv")
+
+    env = {**project.env, "MLFLOW_TRACKING_URI": f"sqlite:///{project.root / 'mlflow.db'}"}
+    served = serve_rows(project.root, env, f"models:/{project.name}@champion", rows)
     # A binary model with a decision threshold also returns its label under that threshold.
     assert list(served.columns) == ["0", "1", "predicted"] and len(served) == len(rows)
     prob = served[["0", "1"]].to_numpy(dtype=float)

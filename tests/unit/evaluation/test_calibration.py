@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import fit_settings
 
 from sluice.config import EvaluateConfig, Params, PromoteConfig
 from sluice.errors import SluiceError
@@ -185,7 +186,7 @@ def tabular():
     from sluice.data.datasets import load_builtin
     from sluice.model.nets import MLP
     from sluice.model.preprocess import Preprocessor, encode_labels
-    from sluice.model.training import FitSettings, fit
+    from sluice.model.training import fit
 
     torch.set_num_threads(1)
     df = load_builtin("breast-cancer")
@@ -197,19 +198,7 @@ def tabular():
     arrays += [pre.transform(val), encode_labels(val["target"], ["0", "1"], "val")]
     torch.manual_seed(0)
     net = MLP(pre.n_outputs, 2, [32], 0.0)
-    settings = FitSettings(
-        optimizer="adam",
-        lr=0.01,
-        weight_decay=0.0,
-        schedule="none",
-        epochs=60,
-        batch_size=32,
-        patience=60,
-        monitor="loss",
-        sampler="natural",
-        augment_shift=0,
-        seed=0,
-    )
+    settings = fit_settings(optimizer="adam", epochs=60, patience=60)
     net.load_state_dict(fit(net, tuple(arrays), 2, settings).state_dict)
     with torch.no_grad():
         net.head.weight *= 4.0  # over-confident: the same ranking, sharper probabilities

@@ -4,10 +4,11 @@ on the CPU, and the CUDA path where a GPU is present (skipped elsewhere)."""
 import numpy as np
 import pytest
 import torch
+from conftest import fit_settings
 
 from sluice.errors import SluiceError
 from sluice.model.nets import MLP
-from sluice.model.training import FitSettings, fit, resolve_device
+from sluice.model.training import fit, resolve_device
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -23,9 +24,7 @@ def train(**kw):
     X, y = blobs()
     torch.manual_seed(0)
     net = MLP(4, 3, [16], 0.0)
-    base = dict(optimizer="adamw", lr=0.01, weight_decay=0.0, schedule="none", epochs=8)
-    base |= dict(batch_size=32, patience=8, monitor="loss", sampler="natural", augment_shift=0)
-    result = fit(net, (X, y, X, y), 3, FitSettings(**base, seed=0, **kw))
+    result = fit(net, (X, y, X, y), 3, fit_settings(**{"epochs": 8, "patience": 8, **kw}))
     return net, result
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import fit_settings
 
 from sluice.config import TrainConfig
 from sluice.model.bundle import load_bundle, save_bundle
@@ -32,20 +33,7 @@ TYPES = {"a": "numeric", "b": "numeric", "const": "numeric", "c": "categorical"}
 
 
 def settings(**kw) -> FitSettings:
-    base = dict(
-        optimizer="adamw",
-        lr=0.01,
-        weight_decay=0.0,
-        schedule="none",
-        epochs=15,
-        batch_size=32,
-        patience=15,
-        monitor="loss",
-        sampler="natural",
-        augment_shift=0,
-        seed=0,
-    )
-    return FitSettings(**{**base, **kw})
+    return fit_settings(**{"epochs": 15, "patience": 15, **kw})
 
 
 def arrays(pre_dict: dict, df: pd.DataFrame):

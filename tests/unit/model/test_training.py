@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from conftest import fit_settings
 
 from sluice.errors import SluiceError
 from sluice.model.nets import (
@@ -26,20 +27,7 @@ from sluice.model.training import (
 
 
 def _settings(**kw) -> FitSettings:
-    base = dict(
-        optimizer="adamw",
-        lr=0.01,
-        weight_decay=0.0,
-        schedule="none",
-        epochs=30,
-        batch_size=32,
-        patience=30,
-        monitor="f1_macro",
-        sampler="natural",
-        augment_shift=0,
-        seed=0,
-    )
-    return FitSettings(**{**base, **kw})
+    return fit_settings(**{"monitor": "f1_macro", **kw})
 
 
 def _blobs(n=300, seed=0):
