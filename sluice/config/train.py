@@ -1,0 +1,78 @@
+"""The train and finetune sections."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from sluice.config.base import NET_MODULES, Section, between
+from sluice.config.base import bad as _bad
+
+_REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
+
+
+Widths = Annotated[list[between(int, 1, 1_000_000)], Field(min_length=1)]
+
+
+class TrainConfig(Section):
+    model: Literal["auto", "tabm", "mlp", "linear", "cnn"] = "auto"
+    hidden: Widths = [256, 128]
+    channels: Widths = [16, 32, 32]
+    k: between(int, 1, 128) = 8
+    bins: between(int, 0, 256) = 48
+    d_embedding: between(int, 1, 256) = 16
+    scaler: Literal["power", "standard"] = "power"
+    cnn_grid: between(int, 1, 16) = 4
+    dropout: between(float, 0.0, 0.95) = 0.3
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: between(float, 1e-7, 10.0) = 0.003
+    weight_decay: between(float, 0.0, 1.0) = 0.0005
+    schedule: Literal["onecycle", "cosine", "step", "none"] = "onecycle"
+    epochs: between(int, 1, 100_000) = 40
+    batch_size: between(int, 1, 1_000_000) = 64
+    patience: between(int, 1, 100_000) = 10
+    monitor: Literal["loss", "f1_macro"] = "loss"
+    sampler: Literal["natural", "balanced"] = "natural"
+    augment_shift: between(int, 0, 4) = 1
+    threads: between(int, 1, 256) = 1
+    checkpoint_every: between(int, 1, 100_000) = 5
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    deterministic: bool = False
+
+
+class FinetuneConfig(Section):
+    init_from: str = "models/base"
+    data: Literal["train", "resampled"] = "train"
+    sampler: Literal["natural", "balanced"] = "balanced"
+    freeze: list[str] = ["features.0", "features.1"]
+    reinit_head: bool = False
+    lr: between(float, 1e-8, 10.0) = 0.0003
+    epochs: between(int, 1, 100_000) = 15
+    patience: between(int, 1, 100_000) = 5
+
+    @model_validator(mode="after")
+    def _known_modules_and_start(self) -> FinetuneConfig:
+        for name in self.freeze:
+            if name.split(".")[0] not in NET_MODULES:
+                _bad("finetune.freeze", name, "name modules under features or head, e.g. features")
+        _check_init_from(self.init_from)
+        return self
+
+
+def _check_init_from(init_from: str) -> None:
+    """A registry URI (models:/name@alias or models:/name/3), models/base, or a bundle folder."""
+    if init_from.startswith("models:/"):
+        if not _REGISTRY_URI.fullmatch(init_from):
+            _bad(
+                "finetune.init_from", init_from, "use models:/<name>@<alias> or models:/<name>/<n>"
+            )
+    elif init_from != "models/base" and not Path(init_from).is_dir():
+        _bad(
+            "finetune.init_from",
+            init_from,
+            "no such model folder; use models/base, a bundle folder or models:/<name>@<alias>",
+        )

@@ -1,0 +1,80 @@
+"""The tune section: the study's budget and its search space."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import ValidationInfo, field_validator, model_validator
+
+from sluice.config.base import Section, between
+from sluice.config.base import bad as _bad
+from sluice.config.data import RESAMPLE_METHODS
+
+TUNE_FAMILIES = ("tabm", "mlp", "linear", "cnn")  # the train.model values a study can choose
+# What a study may choose for the imbalance: class weights, or a resampling method (not the
+# GAN, whose settings the study does not search).
+TUNE_IMBALANCE = (
+    "none",
+    "class_weights",
+    *(m for m in RESAMPLE_METHODS if m not in ("none", "gan")),
+)
+# Bounds of each [low, high] range in tune.space (log-scale ranges start above zero).
+_TUNE_RANGES = {
+    "width": (1, 1_000_000),
+    "depth": (1, 64),
+    "dropout": (0.0, 0.95),
+    "weight_decay": (1e-12, 1.0),
+    "lr": (1e-7, 10.0),
+}
+
+
+class TuneSpace(Section):
+    """What the tune stage searches: a list of choices, or a [low, high] range; null keeps the
+    value of params.yaml (the key is not searched)."""
+
+    model: list[Literal[TUNE_FAMILIES]] | None = ["tabm", "mlp", "linear"]
+    width: list[int] | None = [32, 256]
+    depth: list[int] | None = [1, 3]
+    dropout: list[float] | None = [0.0, 0.5]
+    weight_decay: list[float] | None = [1e-6, 1e-2]
+    lr: list[float] | None = [3e-4, 1e-2]
+    batch_size: list[between(int, 1, 1_000_000)] | None = [32, 64, 128, 256]
+    imbalance: list[Literal[TUNE_IMBALANCE]] | None = [
+        "none",
+        "class_weights",
+        "random_over",
+        "smote",
+    ]
+
+    @field_validator("model", "imbalance", mode="before")
+    @classmethod
+    def _known_choices(cls, value: Any, info: ValidationInfo) -> Any:
+        # Checked here, as the generic message cannot name choices inside ``list[...] | None``.
+        known = {"model": TUNE_FAMILIES, "imbalance": TUNE_IMBALANCE}[info.field_name]
+        for item in value if isinstance(value, list) else []:
+            if item not in known:
+                _bad(f"tune.space.{info.field_name}", item, f"use one of {', '.join(known)}")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges_and_choices(self) -> TuneSpace:
+        for key, (low, high) in _TUNE_RANGES.items():
+            value = getattr(self, key)
+            if value is not None and not (len(value) == 2 and low <= value[0] <= value[1] <= high):
+                _bad(f"tune.space.{key}", value, f"give [low, high] within {low:g}..{high:g}")
+        for key in ("model", "batch_size", "imbalance"):
+            value = getattr(self, key)
+            if value is not None and (not value or len(set(value)) < len(value)):
+                _bad(f"tune.space.{key}", value, "list distinct choices, or null to not search it")
+        return self
+
+
+class TuneConfig(Section):
+    trials: between(int, 0, 1_000_000) = 20
+    timeout: between(float, 0.0, 1e7) = 600.0
+    metric: Literal["log_loss", "roc_auc", "f1_macro", "balanced_accuracy", "accuracy"] = "log_loss"
+    startup_trials: between(int, 1, 10_000) = 5
+    pruner: Literal["median", "none"] = "median"
+    warmup_epochs: between(int, 0, 100_000) = 5
+    storage: str | None = None
+    space: TuneSpace = TuneSpace()
