@@ -6,19 +6,30 @@ textbook one (permute, slice, forward, loss, backward, step); sluice's ``fit`` a
 best weights and scores a small validation split each epoch, as it does in the pipeline.
 
     .venv/bin/python benchmarks/training_loop.py [--precisions fp32,bf16,fp16]
+
+``--nproc N`` (N > 1) runs the same comparison data-parallel: the script re-runs itself in N
+processes under torch's elastic launcher (the way the train stage does, on 127.0.0.1, gloo);
+the bare loop is then the textbook DistributedDataParallel loop (each process permutes with
+the same seed and slices its every N-th row, ``batch / N`` rows per process and step).
+Samples/s count the rows of all processes together.
+
+    .venv/bin/python benchmarks/training_loop.py --nproc 2 --threads 1 --precisions fp32
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
 import torch
 from torch import nn
 
+from sluice.model import distributed as dp
 from sluice.model.nets import MLP
 from sluice.model.training import FitSettings, fit
 
@@ -34,18 +45,29 @@ def bare_loop(X, y, batch: int, epochs: int, precision: str) -> float:
     torch.manual_seed(0)
     net = MLP(X.shape[1], 2, [256, 128], 0.3)
     opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
+    rank, size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    model = net
+    if size > 1:  # the textbook DDP loop: one process group, the network wrapped
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        model = DistributedDataParallel(net)
+        batch = -(-batch // size)
     loss_fn = nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     started = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)  # the same permutation on every process
     for _ in range(epochs):
-        net.train()
-        order = torch.randperm(len(yt))
+        model.train()
+        order = torch.randperm(len(yt), generator=gen)[rank::size]
         for i in range(0, len(order), batch):
             idx = order[i : i + batch]
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                loss = loss_fn(net(Xt[idx]), yt[idx])
+                loss = loss_fn(model(Xt[idx]), yt[idx])
             loss.backward()
             opt.step()
     return len(y) * epochs / (time.perf_counter() - started)
@@ -75,6 +97,19 @@ def sluice_loop(X, y, batch: int, epochs: int, precision: str) -> float:
     return len(y) * epochs / (time.perf_counter() - started)
 
 
+def relaunch(nproc: int) -> None:
+    """This script again, in ``nproc`` processes under the launcher the stages use."""
+    from torch.distributed.launcher.api import elastic_launch
+
+    from sluice.config import TrainConfig
+    from sluice.pipeline import launch
+
+    launch.register_loopback_rendezvous()
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    config = launch.launch_config(TrainConfig(nproc=nproc, max_restarts=0), nproc, "bench")
+    elastic_launch(config, sys.executable)("-u", __file__, *sys.argv[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=200_000)
@@ -84,7 +119,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--precisions", default="fp32,bf16,fp16")
+    parser.add_argument("--nproc", type=int, default=1, help="data-parallel processes")
     args = parser.parse_args()
+    if args.nproc > 1 and not dp.under_torchrun():
+        relaunch(args.nproc)
+        return
+    main_rank = dp.current_world().is_main
     torch.set_num_threads(args.threads)
     X, y = data(args.rows, args.cols)
     results = {}
@@ -95,12 +135,15 @@ def main() -> None:
             runs["sluice"].append(sluice_loop(X, y, args.batch, args.epochs, precision))
         med = {k: statistics.median(v) for k, v in runs.items()}
         results[precision] = {**med, "ratio": med["sluice"] / med["bare"]}
+        if not main_rank:
+            continue
         print(
             f"{precision}: bare {med['bare']:,.0f} samples/s, sluice {med['sluice']:,.0f} "
             f"samples/s, ratio {med['sluice'] / med['bare']:.3f}",
             flush=True,
         )
-    print(json.dumps({"args": vars(args), "results": results}, indent=2))
+    if main_rank:
+        print(json.dumps({"args": vars(args), "results": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -126,21 +126,52 @@ class Cluster:
             )
 
 
-def write_passfile(path: Path, password: str) -> Path:
+def write_passfile(path: Path, password: str, user: str = USER, database: str = "*") -> Path:
     """A libpq password file for clients of the cluster (any port: it changes between starts)."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
-        handle.write(f"127.0.0.1:*:*:{USER}:{password}\n")
+        handle.write(f"127.0.0.1:*:{database}:{user}:{password}\n")
     return path
 
 
-def create_database(port: int, password: str, name: str) -> None:
-    """Create database ``name`` unless it exists (CREATE DATABASE cannot run in a transaction)."""
-    import psycopg
+def create_database(port: int, password: str, name: str, owner: str | None = None) -> None:
+    """Create database ``name`` unless it exists (CREATE DATABASE cannot run in a transaction).
+
+    ``owner``: a login role that owns it; no other role but the superuser may connect to it.
+    """
     from psycopg import sql
 
+    with _admin(port, password) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        if not exists:
+            query = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+            if owner:
+                query += sql.SQL(" OWNER {}").format(sql.Identifier(owner))
+            conn.execute(query)
+        # No other role may even connect (the superuser still can).
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(name)))
+
+
+def create_role(port: int, password: str, role: str, role_password: str) -> None:
+    """Create (or update the password of) a login role without any other privilege."""
+    from psycopg import sql
+
+    with _admin(port, password) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        verb = sql.SQL("ALTER" if exists else "CREATE")
+        conn.execute(
+            sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+                verb, sql.Identifier(role), sql.Literal(role_password)
+            )
+        )
+
+
+def _admin(port: int, password: str):
+    """A connection to the cluster as its superuser (autocommit), as a context manager."""
+    import psycopg
+
     try:
-        conn = psycopg.connect(
+        return psycopg.connect(
             host="127.0.0.1", port=port, user=USER, password=password, dbname="postgres",
             autocommit=True, connect_timeout=10,
         )  # fmt: skip
@@ -149,7 +180,3 @@ def create_database(port: int, password: str, name: str) -> None:
             f"cannot log in to PostgreSQL on 127.0.0.1:{port} ({str(exc).strip()}); "
             "stop it and delete the server folder to start afresh"
         ) from None
-    with conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -33,6 +33,7 @@ from sluice.errors import SluiceError, report_errors
 
 ADMIN = "admin"
 DATABASES = ("mlflow", "mlflow_auth")  # tracking + registry; basic-auth users and permissions
+OPTUNA = "optuna"  # the shared tuning studies' database, and the only role that may use it
 READY_TIMEOUT_S = 120.0
 AUTH_CACHE_S = 60
 
@@ -54,11 +55,14 @@ class Server:
         return json.loads(self.state_file.read_text()) if self.state_file.is_file() else {}
 
     def secrets(self) -> dict[str, str]:
-        """Passwords made on first use: PostgreSQL's, the admin's, and Flask's CSRF key."""
-        if not self.secrets_file.is_file():
-            made = {key: secrets.token_urlsafe(24) for key in ("db", "admin", "flask")}
-            _write_private(self.secrets_file, json.dumps(made))
-        return json.loads(self.secrets_file.read_text())
+        """Passwords made on first use: PostgreSQL's, the admin's, Flask's CSRF key, and the
+        tuning database's (added to an older server's secrets on its next start)."""
+        kept = json.loads(self.secrets_file.read_text()) if self.secrets_file.is_file() else {}
+        keys = ("db", "admin", "flask", OPTUNA)
+        if any(key not in kept for key in keys):
+            kept |= {key: secrets.token_urlsafe(24) for key in keys if key not in kept}
+            _write_private(self.secrets_file, json.dumps(kept))
+        return kept
 
     def running_pid(self) -> int | None:
         """The pid of this folder's ``mlflow server`` if it is alive (None otherwise)."""
@@ -73,6 +77,7 @@ def start(server: Server, port: int, artifacts: str | None, workers: int) -> Non
         note = "" if state["port"] == port else f" (not {port}: `make server-stop` first)"
         print(f"MLflow tracking server already running at {state['uri']}{note}, pid {pid}")
         print(server.credentials.read_text(), end="")
+        print(f"# tune.storage for a shared Optuna study: {storage_url(state['pg_port'])}")
         return
     if pid:  # its database went away: start both afresh
         _stop_mlflow(pid)
@@ -91,9 +96,11 @@ def start(server: Server, port: int, artifacts: str | None, workers: int) -> Non
     except BaseException:
         stop(server, quiet=True)
         raise
+    # Shared tuning: the study database's password reaches Optuna through libpq's PGPASSFILE.
+    passfile = pgcluster.write_passfile(server.root / "optuna.pgpass", keys[OPTUNA], OPTUNA, OPTUNA)
     exports = (
         f"export MLFLOW_TRACKING_URI={uri}\nexport MLFLOW_TRACKING_USERNAME={ADMIN}\n"
-        f"export MLFLOW_TRACKING_PASSWORD={keys['admin']}\n"
+        f"export MLFLOW_TRACKING_PASSWORD={keys['admin']}\nexport PGPASSFILE={passfile}\n"
     )
     _write_private(server.credentials, exports)
     print(
@@ -102,6 +109,12 @@ def start(server: Server, port: int, artifacts: str | None, workers: int) -> Non
         f"log {server.log}); as user {ADMIN} (also in {server.credentials}):"
     )
     print(exports, end="")
+    print(f"# tune.storage for a shared Optuna study: {storage_url(pg_port)}")
+
+
+def storage_url(pg_port: int) -> str:
+    """The Optuna storage URL of the tuning database (no password: PGPASSFILE holds it)."""
+    return f"postgresql+psycopg://{OPTUNA}@127.0.0.1:{pg_port}/{OPTUNA}"
 
 
 def _start_database(server: Server, password: str) -> int:
@@ -117,10 +130,14 @@ def _start_database(server: Server, password: str) -> int:
                 f"`{sys.executable} {__file__} stop --state-dir {server.root}`"
             )
     else:
-        pg_port = free_port()
+        # The last port again when it is free, so that a tune.storage URL stays valid.
+        pg_port = int(server.state().get("pg_port") or 0)
+        pg_port = pg_port if pg_port and _port_free(pg_port) else free_port()
         cluster.start(pg_port)
     for name in DATABASES:
         pgcluster.create_database(pg_port, password, name)
+    pgcluster.create_role(pg_port, password, OPTUNA, server.secrets()[OPTUNA])
+    pgcluster.create_database(pg_port, password, OPTUNA, owner=OPTUNA)
     return pg_port
 
 
@@ -272,13 +289,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _require_free_port(port: int) -> None:
+def _port_free(port: int) -> bool:
     with socket.socket() as sock:
-        if sock.connect_ex(("127.0.0.1", port)) == 0:
-            raise SluiceError(
-                f"port {port} on 127.0.0.1 is taken by another program; pick another one "
-                f"(make server PORT={port + 50})"
-            )
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def _require_free_port(port: int) -> None:
+    if not _port_free(port):
+        raise SluiceError(
+            f"port {port} on 127.0.0.1 is taken by another program; pick another one "
+            f"(make server PORT={port + 50})"
+        )
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -68,9 +68,10 @@ def _hint(err: dict[str, Any], model: type[BaseModel]) -> str:
     if kind == "literal_error":
         return f"use one of {', '.join(map(str, typing.get_args(annotation)))}"
     if kind in _BOUNDS:
-        low = next(m.ge for m in meta if isinstance(m, annotated_types.Ge))
-        high = next(m.le for m in meta if isinstance(m, annotated_types.Le))
-        return f"use a value between {low:g} and {high:g}"
+        low = next((m.ge for m in meta if isinstance(m, annotated_types.Ge)), None)
+        high = next((m.le for m in meta if isinstance(m, annotated_types.Le)), None)
+        if low is not None and high is not None:
+            return f"use a value between {low:g} and {high:g}"
     return err["msg"]
 
 
@@ -93,7 +94,10 @@ def _field(model: type[BaseModel], loc: tuple) -> tuple[Any, list[Any]]:
             annotation, meta = info.annotation, list(info.metadata)
         else:  # list[X] item or dict[str, X] value
             annotation, meta = _unwrap(typing.get_args(annotation)[-1])
-    return _unwrap_optional(annotation), meta
+    annotation = _unwrap_optional(annotation)
+    if not meta:  # ``Annotated[X, Field(...)] | None``: the bounds sit inside the union
+        annotation, meta = _unwrap(annotation)
+    return annotation, meta
 
 
 def _unwrap(annotation: Any) -> tuple[Any, list[Any]]:

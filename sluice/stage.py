@@ -19,8 +19,11 @@ def _freeze_survivors(phase: str, info: dict) -> None:
         gc.freeze()
 
 
-def run_stage(main: Callable[[], object]) -> None:
+def run_stage(main: Callable[[], object], launch: Callable[[], bool] | None = None) -> None:
     """Run a stage's ``main`` (already wrapped by ``report_errors``) as this process's work.
+
+    ``launch``, when given, runs first: when it returns True it has done the stage's work in
+    other processes (e.g. under torchrun, see sluice.pipeline.launch) and ``main`` is skipped.
 
     When ``main`` returns or exits, every object still alive is frozen too: the interpreter
     then frees them by reference count at exit instead of also walking them in its final
@@ -29,6 +32,7 @@ def run_stage(main: Callable[[], object]) -> None:
     """
     gc.callbacks.append(_freeze_survivors)
     try:
-        main()
+        if launch is None or not launch():
+            main()
     finally:
         gc.freeze()

@@ -16,6 +16,7 @@ from sluice.tuned import load_tuned_params
 def main() -> None:
     params = load_tuned_params()  # params.yaml + the tune stage's choice
     from sluice.model.factory import new_model
+    from sluice.pipeline.ensembling import plan_ensemble
     from sluice.pipeline.runner import TrainingJob, fit_settings, run_training
 
     cfg = params.train
@@ -23,9 +24,11 @@ def main() -> None:
     target, types = report["target"], feature_types(report)
     classes = sorted_labels(list(report["classes"]))
     train_natural = pd.read_parquet(paths.SPLITS["train"])
+    members = cfg.folds * cfg.ensemble_seeds  # > 1: an ensemble (sluice.pipeline.ensembling)
     net, spec = new_model(
-        cfg, types, classes, train_natural, params.data.max_categories, params.seed
+        cfg, types, classes, train_natural, params.data.max_categories, params.seed, members
     )
+    ensemble = plan_ensemble(params, spec, types, cfg.folds, True, params.resample.class_weights)
     weights = None
     if params.resample.class_weights:
         weights = class_weights(pd.read_parquet(paths.RESAMPLED)[target].astype(str), classes)
@@ -45,9 +48,12 @@ def main() -> None:
             "arch": spec["arch"],
         },
         extra_tags={},
+        ensemble=ensemble,
     )
     run_training(job, params)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    from sluice.pipeline.launch import relaunch  # nproc > 1: under torchrun
+
+    run_stage(main, launch=relaunch("train"))

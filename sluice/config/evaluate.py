@@ -22,11 +22,22 @@ class DecisionCosts(Section):
         return self
 
 
+class LatencyRepeats(Section):
+    """Timed serving calls per batch size when a model's cost is measured (after training)."""
+
+    b1: between(int, 5, 10_000) = 20  # one row per call
+    b1024: between(int, 3, 10_000) = 5  # 1,024 rows per call
+
+    def by_batch(self) -> dict[int, int]:
+        return {1: self.b1, 1024: self.b1024}
+
+
 class EvaluateConfig(Section):
     bootstrap: between(int, 0, 100_000) = 1000
     reference: list[Literal["logreg", "hgb"]] = ["logreg", "hgb"]
     threshold: Literal["argmax", "f1", "youden", "cost"] = "f1"
     costs: DecisionCosts = DecisionCosts()
+    latency_repeats: LatencyRepeats = LatencyRepeats()
 
 
 Name = Annotated[str, Field(pattern=r"\S")]  # not empty, not only spaces
@@ -44,6 +55,8 @@ with warnings.catch_warnings():
 
 
 Share = between(float, 0.0, 1.0)
+# promote.budgets: what a challenger may cost (sluice.evaluation.cost reads the same keys).
+BUDGET_KEYS = ("latency_p95_ms", "size_mb", "train_seconds")
 
 
 class PromoteConfig(Section):
@@ -52,6 +65,16 @@ class PromoteConfig(Section):
     guards: dict[str, Share] = {"f1_macro": 0.01, "balanced_accuracy": 0.01}
     floors: dict[str, Share] = {"roc_auc": 0.9}
     bootstrap: between(int, 100, 100_000) = 1000
+    budgets: dict[str, float] = {}  # e.g. {latency_p95_ms: 5, size_mb: 20}; {}: no budget
+
+    @model_validator(mode="after")
+    def _budgets(self) -> PromoteConfig:
+        for key, limit in self.budgets.items():
+            if key not in BUDGET_KEYS:
+                _bad("promote.budgets", key, f"use one of {', '.join(BUDGET_KEYS)}")
+            if not (0 < limit < float("inf")):
+                _bad(f"promote.budgets.{key}", limit, "give a limit above 0")
+        return self
 
     @model_validator(mode="after")
     def _gate_metrics(self) -> PromoteConfig:

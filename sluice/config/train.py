@@ -12,6 +12,7 @@ from sluice.config.base import NET_MODULES, Section, between
 from sluice.config.base import bad as _bad
 
 _REGISTRY_URI = re.compile(r"models:/[^/@]+(@[\w-]+|/\d+)")
+_ENDPOINT = re.compile(r"[\w.-]+:\d{1,5}")
 
 
 Widths = Annotated[list[between(int, 1, 1_000_000)], Field(min_length=1)]
@@ -42,6 +43,32 @@ class TrainConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     deterministic: bool = False
+    nproc: between(int, 1, 1024) = 1  # > 1: data-parallel processes under torchrun (per node)
+    max_restarts: between(int, 0, 100) = 1  # torchrun restarts after a process dies
+    rdzv_endpoint: str | None = None  # host:port of a multi-node rendezvous (None: this host)
+    nnodes: between(int, 1, 1024) = 1  # nodes that join rdzv_endpoint
+    folds: between(int, 1, 100) = 1  # > 1: one network per stratified fold of train + val
+    ensemble_seeds: between(int, 1, 100) = 1  # networks per fold, each with its own seed
+
+    @model_validator(mode="after")
+    def _one_process_per_ensemble(self) -> TrainConfig:
+        # Ensemble members train one after another in one process: not under torchrun.
+        if self.nproc > 1 and (self.folds > 1 or self.ensemble_seeds > 1):
+            _bad(
+                "train.nproc",
+                self.nproc,
+                "ensembles (train.folds or train.ensemble_seeds > 1) train in one process; "
+                "set train.nproc: 1 or train.folds and train.ensemble_seeds to 1",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _rendezvous(self) -> TrainConfig:
+        if self.rdzv_endpoint is not None and not _ENDPOINT.fullmatch(self.rdzv_endpoint):
+            _bad("train.rdzv_endpoint", self.rdzv_endpoint, "write host:port, e.g. node0:29400")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            _bad("train.nnodes", self.nnodes, "several nodes need train.rdzv_endpoint (host:port)")
+        return self
 
 
 class FinetuneConfig(Section):
@@ -53,6 +80,7 @@ class FinetuneConfig(Section):
     lr: between(float, 1e-8, 10.0) = 0.0003
     epochs: between(int, 1, 100_000) = 15
     patience: between(int, 1, 100_000) = 5
+    nproc: between(int, 0, 1024) = 0  # 0: as train.nproc
 
     @model_validator(mode="after")
     def _known_modules_and_start(self) -> FinetuneConfig:

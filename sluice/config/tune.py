@@ -76,5 +76,17 @@ class TuneConfig(Section):
     startup_trials: between(int, 1, 10_000) = 5
     pruner: Literal["median", "none"] = "median"
     warmup_epochs: between(int, 0, 100_000) = 5
-    storage: str | None = None
+    storage: str | None = None  # an Optuna storage URL: the study is shared by its workers
     space: TuneSpace = TuneSpace()
+
+    @field_validator("storage")
+    @classmethod
+    def _a_database_url(cls, value: str | None) -> str | None:
+        if value is not None and "://" not in value:
+            _bad(
+                "tune.storage",
+                value,
+                "give a database URL, e.g. postgresql+psycopg://optuna@127.0.0.1:5433/optuna "
+                "(`make server` prints its own), or null to keep the study in memory",
+            )
+        return value

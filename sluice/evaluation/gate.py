@@ -5,19 +5,22 @@ A challenger replaces the champion only if the primary metric improves by at lea
 no guard metric drops by more than its tolerance. With no champion, the candidate must reach the
 absolute floors. An undefined (NaN) metric never wins. Guards may also be calibration scores
 (``ece``, ``brier``), for which lower is better: their tolerance is the largest allowed increase.
-No IO, logging or tracking here.
+In both modes a challenger over any of ``promote.budgets`` (latency, size, training time; see
+:mod:`sluice.evaluation.cost`) is refused. No IO, logging or tracking here.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from sluice.config import LOWER_IS_BETTER, PromoteConfig
 from sluice.evaluation.calibration import brier_score, expected_calibration_error
+from sluice.evaluation.cost import BudgetCheck, check_budgets
 from sluice.evaluation.metrics import metric_value, paired_bootstrap_delta
 
 
@@ -51,7 +54,8 @@ class Verdict:
 
     ``mode`` is ``compare`` (against a champion) or ``floors`` (no champion yet).
     ``delta``, ``ci_low`` and ``ci_high`` are challenger minus champion (``None`` in floors mode);
-    ``primary_ok`` says whether the primary metric alone would pass.
+    ``primary_ok`` says whether the primary metric alone would pass; ``budgets`` holds the
+    challenger's cost against each of ``promote.budgets``.
     """
 
     passed: bool
@@ -68,6 +72,7 @@ class Verdict:
     n_boot: int = 0
     guards: tuple[GuardCheck, ...] = ()
     floors: tuple[FloorCheck, ...] = ()
+    budgets: tuple[BudgetCheck, ...] = ()
     reasons: tuple[str, ...] = field(default_factory=tuple)
 
     def to_dict(self) -> dict[str, Any]:
@@ -81,8 +86,10 @@ def decide(
     prob_challenger: np.ndarray,
     cfg: PromoteConfig,
     seed: int = 0,
+    cost: Mapping[str, float] | None = None,
 ) -> Verdict:
-    """Judge a challenger against the champion (or, without one, against the floors).
+    """Judge a challenger against the champion (or, without one, against the floors), and its
+    cost against the budgets.
 
     Args:
         y_true: int class indices, shape (n,).
@@ -90,13 +97,25 @@ def decide(
         prob_challenger: challenger probabilities (n, K).
         cfg: the ``promote`` params section (metric, min_delta, guards, floors, bootstrap).
         seed: seed of the bootstrap resamples (same seed, same verdict).
+        cost: the challenger's cost record (:data:`sluice.evaluation.cost.COST_KEYS`); only
+            read when ``cfg.budgets`` names a budget, and a budget it lacks is not met.
 
     Returns:
         A :class:`Verdict` with every number and the reasons for the decision.
     """
     if prob_champion is None:
-        return _judge_floors(y_true, prob_challenger, cfg)
-    return _judge_compare(y_true, prob_champion, prob_challenger, cfg, seed)
+        verdict = _judge_floors(y_true, prob_challenger, cfg)
+    else:
+        verdict = _judge_compare(y_true, prob_champion, prob_challenger, cfg, seed)
+    if not cfg.budgets:
+        return verdict
+    budgets = check_budgets(cost, cfg.budgets)
+    return replace(
+        verdict,
+        passed=verdict.passed and all(b.ok for b in budgets),
+        budgets=budgets,
+        reasons=(*verdict.reasons, *(b.line() for b in budgets)),
+    )
 
 
 def _judge_floors(y_true: np.ndarray, prob: np.ndarray, cfg: PromoteConfig) -> Verdict:

@@ -61,7 +61,8 @@ def _pr_auc(y_true: np.ndarray, y_prob: np.ndarray) -> float:
 def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, classes: Sequence[str]) -> dict:
     """All headline metrics for one set of predictions (``y_pred`` is the argmax class).
 
-    Returns plain floats ``accuracy``, ``balanced_accuracy``, ``{precision,recall,f1}_macro``,
+    Returns plain floats ``accuracy``, ``balanced_accuracy``, their complements ``error_rate``
+    and ``balanced_error_rate`` (1 - each), ``{precision,recall,f1}_macro``,
     ``roc_auc``, ``pr_auc``, ``log_loss`` (``nan`` where undefined), the calibration scores
     ``ece`` (top-label, 15 bins) and ``brier`` (see :mod:`sluice.evaluation.calibration`), plus
     ``per_class`` ({name: precision, recall, f1, support}) and ``confusion_matrix`` (K x K int
@@ -87,6 +88,8 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, classes: Sequence[st
         "ece": expected_calibration_error(y_true, y_prob),
         "brier": _safe(brier_score, y_true, y_prob),
     }
+    out["error_rate"] = 1.0 - out["accuracy"]
+    out["balanced_error_rate"] = 1.0 - out["balanced_accuracy"]
     out["per_class"] = {
         name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
         for name, p, r, f, s in zip(classes, prec, rec, f1, support, strict=True)

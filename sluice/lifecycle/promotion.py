@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from sluice import paths
 from sluice.config import PromoteConfig
+from sluice.config.evaluate import LatencyRepeats
 from sluice.errors import SluiceError
 from sluice.evaluation.gate import Verdict, decide
 from sluice.tracking.registry import (
@@ -29,6 +30,9 @@ from sluice.tracking.registry import (
     set_version_tags,
 )
 from sluice.tracking.registry_io import load_registered, resolve_version
+
+if TYPE_CHECKING:
+    from sluice.model.bundle import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +158,8 @@ def _judge(
     seed: int,
     force: bool,
 ) -> Verdict:
-    """Score candidate (and champion) on the same test rows and run the gate."""
+    """Score candidate (and champion) on the same test rows and run the gate (with the
+    candidate's cost when ``promote.budgets`` names any)."""
     from sluice.model.preprocess import encode_labels
 
     challenger, _ = load_registered(f"{name}/{cand}", name)
@@ -171,7 +176,44 @@ def _judge(
                 f"{cand} predicts {challenger.classes}: they cannot be compared; promote "
                 "with --force if the new classes are intended"
             )
-    return decide(y_true, prob_a, prob_b, cfg, seed)
+    cost = challenger_cost(challenger, test, cfg.budgets)
+    return decide(y_true, prob_a, prob_b, cfg, seed, cost)
+
+
+def challenger_cost(
+    clf: Classifier, test: pd.DataFrame, budgets: dict[str, float]
+) -> dict[str, float] | None:
+    """The cost record training kept in the bundle; a bundle without one (a model trained
+    before costs were measured) is measured now, on the test rows. None without budgets."""
+    if not budgets:
+        return None
+    recorded = clf.spec.get("cost")
+    if recorded:
+        return recorded
+    from sluice.evaluation.cost import cost_record
+
+    log.info("version without a cost record: measuring its latency and size on the test rows")
+    return cost_record(
+        clf.predict_proba,
+        test[clf.feature_columns],
+        LatencyRepeats().by_batch(),  # evaluate.latency_repeats' defaults
+        bundle_bytes=_bundle_bytes(clf),
+        param_count=sum(p.numel() for p in clf.net.parameters()),
+    )
+
+
+def _bundle_bytes(clf: Classifier) -> int:
+    """The size of the bundle's files as save_bundle writes them (written to a scratch folder:
+    torch names a zip archive after its file, so an in-memory copy differs in size)."""
+    import tempfile
+    from pathlib import Path
+
+    from sluice.model.bundle import save_bundle
+
+    with tempfile.TemporaryDirectory(prefix="sluice-size-") as tmp:
+        bundle = Path(tmp) / "bundle"
+        save_bundle(bundle, clf.net, clf.spec)
+        return sum(f.stat().st_size for f in bundle.iterdir() if f.is_file())
 
 
 def _verdict_tags(verdict: Verdict, entry: dict[str, Any], force: bool) -> dict[str, Any]:

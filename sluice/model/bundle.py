@@ -4,7 +4,11 @@ Layout of a bundle directory::
 
     model.pt     torch state dict, loaded with ``weights_only=True``
     model.json   {"arch", "args", "classes", "preprocessor", "weights_sha256", ...,
-                  "calibration": {"temperature", ...}, "decision": {"rule", "threshold", ...}}
+                  "calibration": {"temperature", ...}, "decision": {"rule", "threshold", ...},
+                  "ensemble": {"members", "folds", ...} (ensembles only)}
+
+An ensemble (``sluice.model.ensemble``) is one state dict too: ``arch`` and ``args`` describe
+each member, ``ensemble.members`` how many there are.
 
 ``calibration`` and ``decision`` are fitted on the validation split after training; a bundle
 without them (an older model) predicts with temperature 1 and the argmax.
@@ -23,7 +27,7 @@ import torch
 
 from sluice.errors import SluiceError
 from sluice.io import atomic_path, file_sha256
-from sluice.model.nets import build_net
+from sluice.model.ensemble import build_model
 from sluice.model.preprocess import Preprocessor
 from sluice.model.training import predict_proba
 
@@ -127,7 +131,7 @@ def load_bundle(path: str | Path) -> Classifier:
     except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise SluiceError(f"{weights_path}: refused, not a plain weights file ({first})") from None
-    net = build_net(spec["arch"], spec["args"])
+    net = build_model(spec)  # one network, or an ensemble of them
     net.load_state_dict(state)
     net.eval()
     return Classifier(net, spec)

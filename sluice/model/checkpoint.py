@@ -2,6 +2,8 @@
 
 A checkpoint holds the network, optimizer, schedule and random-number states, and the early
 stopping bookkeeping, all as CPU tensors (``weights_only`` loading; any machine can resume it).
+Under data parallelism rank 0 alone writes and reads it; the other ranks receive what it read
+(so all resume the same epoch), and it holds each rank's own random-number state.
 """
 
 from __future__ import annotations
@@ -13,11 +15,16 @@ from typing import Any
 
 import torch
 
+from sluice.model import distributed as dp
+
 log = logging.getLogger(__name__)
 
 
-def save_checkpoint(path: Path, settings: dict, net, opt, sched, gen, state, epoch: int) -> None:
-    """Write the training state after ``epoch`` to ``path`` (atomic rename)."""
+def save_checkpoint(
+    path: Path, settings: dict, net, opt, sched, gen, state, epoch: int, rank_rng=None
+) -> None:
+    """Write the training state after ``epoch`` to ``path`` (atomic rename); ``rank_rng``:
+    every data-parallel rank's torch random-number state, in rank order."""
     blob = {
         "settings": settings,
         "epoch": epoch,
@@ -31,6 +38,7 @@ def save_checkpoint(path: Path, settings: dict, net, opt, sched, gen, state, epo
         "best_epoch": state.best_epoch,
         "bad_epochs": state.bad_epochs,
         "history": state.history,
+        **({"rank_rng": rank_rng} if rank_rng else {}),
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -42,25 +50,56 @@ def save_checkpoint(path: Path, settings: dict, net, opt, sched, gen, state, epo
     log.info("checkpoint saved at epoch %d", epoch)
 
 
-def resume(path: Path | None, settings: dict, net, opt, sched, gen, state) -> int:
+def save_from_main(
+    path: Path, settings: dict, net, opt, sched, gen, state, epoch: int, world: dp.World
+) -> None:
+    """:func:`save_checkpoint` by rank 0, with every rank's random-number state (a collective:
+    every rank calls it)."""
+    rank_rng = dp.gather_to_main(torch.get_rng_state(), world)
+    if world.is_main:
+        extra = rank_rng if world.size > 1 else None
+        save_checkpoint(path, settings, net, opt, sched, gen, state, epoch, extra)
+
+
+def resume(
+    path: Path | None, settings: dict, net, opt, sched, gen, state, world: dp.World = dp.ALONE
+) -> int:
     """Restore the state saved at ``path`` for the same ``settings``; return the epoch to start
-    from (0: no usable checkpoint)."""
+    from (0: no usable checkpoint). With several ranks (every rank calls it), rank 0 reads the
+    file and sends its content to the others: all resume the same epoch, and only rank 0's
+    node needs the file."""
+    blob = read_checkpoint(path, settings) if world.is_main else None
+    return restore(dp.from_main(blob, world), net, opt, sched, gen, state, world.rank)
+
+
+def read_checkpoint(path: Path | None, settings: dict) -> dict[str, Any] | None:
+    """The checkpoint saved at ``path`` for the same ``settings`` (None: none usable)."""
     if path is None or not path.exists():
-        return 0
+        return None
     try:
         blob: dict[str, Any] = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # a corrupt checkpoint is only a lost shortcut: start over
         log.warning("ignoring unreadable checkpoint %s (%s)", path, exc)
-        return 0
+        return None
     if blob.get("settings") != settings:
         log.info("checkpoint %s is for other settings; starting over", path)
+        return None
+    return blob
+
+
+def restore(blob: dict[str, Any] | None, net, opt, sched, gen, state, rank: int = 0) -> int:
+    """Load a checkpoint read by :func:`read_checkpoint` into the training objects; return the
+    epoch to start from (0 for None). ``rank`` takes its own saved random-number state."""
+    if blob is None:
         return 0
     net.load_state_dict(blob["net"])
     opt.load_state_dict(blob["opt"])  # moved to the parameters' device by the optimizer
     if sched is not None and blob["sched"] is not None:
         sched.load_state_dict(blob["sched"])
-    gen.set_state(blob["gen"])
-    torch.set_rng_state(blob["torch_rng"])
+    gen.set_state(blob["gen"])  # batch order: the same on every rank
+    rank_rng = blob.get("rank_rng") or [blob["torch_rng"]]
+    if rank < len(rank_rng):  # dropout: each rank's own stream (else its fresh seed)
+        torch.set_rng_state(rank_rng[rank])
     state.best, state.best_state = blob["best"], blob["best_state"]
     state.best_epoch, state.bad_epochs = blob["best_epoch"], blob["bad_epochs"]
     state.history = blob["history"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-import torch
 from torch import nn
 
 from sluice.config import TrainConfig
-from sluice.model.nets import build_net, choose_arch, image_shape_for
+from sluice.model.ensemble import member_seeds, new_ensemble
+from sluice.model.nets import choose_arch, image_shape_for
 from sluice.model.preprocess import Preprocessor
 from sluice.model.tabular import quantile_bins
 
@@ -23,9 +23,14 @@ def new_model(
     train_natural: pd.DataFrame,
     max_categories: int,
     seed: int,
+    members: int = 1,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """A freshly initialised network and its spec (arch, constructor args, classes, fitted
     preprocessing): everything a bundle needs to rebuild it.
+
+    ``members`` > 1 gives an ensemble of that many networks, initialised with seeds derived
+    from ``seed`` (``sluice.model.ensemble.member_seeds``); the spec then holds them under
+    ``ensemble``.
 
     The preprocessing is fitted on the natural training split only: validation and test rows
     never shape it, and resampled rows would distort its statistics.
@@ -39,9 +44,12 @@ def new_model(
     args = net_args(arch, cfg, pre.n_outputs, len(feature_types), len(classes))
     if arch == "tabm":
         args.update(embedding_args(cfg, pre, train_natural, seed))
-    torch.manual_seed(seed)
-    net = build_net(arch, args)
-    return net, {"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict()}
+    seeds = member_seeds(seed, members)
+    net = new_ensemble(arch, args, seeds)
+    spec = {"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict()}
+    if members > 1:
+        spec["ensemble"] = {"members": members, "seeds": seeds}
+    return net, spec
 
 
 def net_args(

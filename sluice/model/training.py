@@ -12,7 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from sluice.model.checkpoint import resume, save_checkpoint
+from sluice.model import distributed as dp
+from sluice.model.checkpoint import resume, save_from_main
 from sluice.model.nets import set_frozen_to_eval
 
 log = logging.getLogger(__name__)
@@ -229,63 +230,85 @@ def fit(
     The data moves to ``s.device`` once; batches are slices of it. ``net`` is back on the CPU
     when this returns, so bundles and checkpoints load on any machine.
 
+    Under torchrun (``WORLD_SIZE`` > 1) every process calls this alike: each trains on its
+    shard of every epoch's order (``s.batch_size`` rows per step in all) under
+    DistributedDataParallel; rank 0 scores validation, and all ranks follow its early-stopping
+    decision; rank 0 alone calls ``on_epoch`` and writes checkpoints; its result is the one
+    to keep.
+
     Args:
         data: (X_train, y_train, X_val, y_val) as float32 / int64 arrays.
         on_epoch: called with each epoch's record (for tracking and progress).
         checkpoint_path: where to save resumable state every ``checkpoint_every`` epochs; an
             existing checkpoint for the same settings is resumed.
     """
-    device = resolve_device(s.device)
+    world = dp.current_world()
+    device = dp.rank_device(resolve_device(s.device), world)
     _set_determinism(s, device)
     X_tr, y_tr, X_val, y_val = (torch.from_numpy(np.array(a)).to(device) for a in data)
-    torch.manual_seed(s.seed)
+    torch.manual_seed(s.seed + world.rank)  # dropout: each rank draws its own masks
     gen = torch.Generator().manual_seed(s.seed)  # batch order and shifts: the same on any device
     net.to(device)
-    steps = max(1, -(-len(y_tr) // s.batch_size))
-    opt = make_optimizer(net, s)
-    sched = make_schedule(opt, s, steps)
-    weight = torch.tensor(s.class_weights, dtype=torch.float32) if s.class_weights else None
-    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None)
+    opt, sched, loss_fn = _optimisation(net, s, len(y_tr), world, device)
     amp = _Precision(s.precision, device)
     state = _TrainState(best=-np.inf, best_state=_cpu_state(net))
-    start = resume(checkpoint_path, asdict(s), net, opt, sched, gen, state)
+    dp.join_process_group(world, device)
+    model = dp.wrap(net, world, device)
+    start = resume(checkpoint_path, asdict(s), net, opt, sched, gen, state, world)
     for epoch in range(start, s.epochs):
-        train_loss = _train_epoch(net, opt, sched, loss_fn, (X_tr, y_tr), s, gen, amp)
+        dp.fail_for_test(epoch + 1, world)
+        train_loss = _train_epoch(model, opt, sched, loss_fn, (X_tr, y_tr), s, gen, amp)
+        scores = eval_step(net, X_val, y_val, n_classes) if world.is_main else None
         record = {
             "epoch": epoch + 1,
             "train_loss": train_loss,
             "lr": opt.param_groups[0]["lr"],
-            **eval_step(net, X_val, y_val, n_classes),
+            **dp.from_main(scores, world),  # one early-stopping decision for all ranks
         }
         state.history.append(record)
-        if on_epoch:
+        if on_epoch and world.is_main:
             on_epoch(record)
         if state.update(record, s.monitor, net, epoch + 1) >= s.patience:
             log.info("early stop at epoch %d (best epoch %d)", epoch + 1, state.best_epoch)
             break
-        if checkpoint_path and (epoch + 1) % s.checkpoint_every == 0 and epoch + 1 < s.epochs:
-            save_checkpoint(checkpoint_path, asdict(s), net, opt, sched, gen, state, epoch + 1)
+        done = epoch + 1
+        if checkpoint_path and done % s.checkpoint_every == 0 and done < s.epochs:
+            save_from_main(checkpoint_path, asdict(s), net, opt, sched, gen, state, done, world)
     net.to("cpu")
     return FitResult(state.best_state, state.history, state.best_epoch, start)
 
 
-def _train_epoch(net, opt, sched, loss_fn, train, s: FitSettings, gen, amp) -> float:
-    """One pass over the training rows; the mean batch loss, read from the device once."""
+def _optimisation(net: nn.Module, s: FitSettings, n_rows: int, world: dp.World, device):
+    """The optimizer, its per-step schedule (steps of one rank's shard) and the loss."""
+    rows = -(-n_rows // world.size)
+    steps = max(1, -(-rows // dp.rank_batch_size(s.batch_size, world)))
+    opt = make_optimizer(net, s)
+    weight = torch.tensor(s.class_weights, dtype=torch.float32) if s.class_weights else None
+    loss_fn = nn.CrossEntropyLoss(weight=weight.to(device) if weight is not None else None)
+    return opt, make_schedule(opt, s, steps), loss_fn
+
+
+def _train_epoch(model, opt, sched, loss_fn, train, s: FitSettings, gen, amp) -> float:
+    """One pass over this rank's training rows; the mean batch loss over all ranks, read from
+    the device once. ``model`` is the network, or the network under DistributedDataParallel."""
     X_tr, y_tr = train
-    net.train()
+    world = dp.current_world()
+    net = getattr(model, "module", model)
+    model.train()
     set_frozen_to_eval(net)
-    order = batch_order(y_tr.cpu(), s, gen).to(X_tr.device)
+    order = dp.shard(batch_order(y_tr.cpu(), s, gen), world).to(X_tr.device)
+    batch_size = dp.rank_batch_size(s.batch_size, world)
     total, batches = torch.zeros((), dtype=torch.float64, device=X_tr.device), 0
-    for i in range(0, len(order), s.batch_size):
-        idx = order[i : i + s.batch_size]
+    for i in range(0, len(order), batch_size):
+        idx = order[i : i + batch_size]
         if len(idx) == 1 and i > 0:
             continue  # a last batch of one row: batch norm cannot train on it
         xb = X_tr[idx]
         if s.image_shape and s.augment_shift:
             xb = shift_images(xb, s.image_shape, s.augment_shift, gen)
-        total += train_step(net, opt, sched, loss_fn, xb, y_tr[idx], amp).double()
+        total += train_step(model, opt, sched, loss_fn, xb, y_tr[idx], amp).double()
         batches += 1
-    return float(total) / max(batches, 1)
+    return dp.global_mean(total, batches, world)
 
 
 def _set_determinism(s: FitSettings, device: torch.device) -> None:

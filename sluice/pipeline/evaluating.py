@@ -42,9 +42,10 @@ SOURCES = {"train": paths.RESAMPLED, "val": paths.SPLITS["val"], "test": paths.S
 class Evaluation:
     """What the evaluate stage reports.
 
-    ``results``: role -> :func:`evaluate_predictions` output, the models first, then the
-    references; ``versions``: role -> registered version; ``selection``: the challenger's role,
-    the validation scores it was chosen on, and ``vs_references`` (reference -> comparison).
+    ``results``: role -> :func:`evaluate_predictions` output, the models first (with the
+    ``cost`` record training kept in their bundles), then the references; ``versions``: role
+    -> registered version; ``selection``: the challenger's role, the validation scores it was
+    chosen on, and ``vs_references`` (reference -> comparison).
     """
 
     results: dict[str, dict]
@@ -89,6 +90,8 @@ def run_evaluation(
         for role, prob in probs.items()
     }
     add_calibration(results, models, probs, frames["test"], y["test"])
+    for role, clf in models.items():  # measured after training; shown in the summary
+        results[role]["cost"] = clf.spec.get("cost")
     best = probs[selection["role"]]
     selection["vs_references"] = {
         kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed) for kind in fitted
@@ -135,6 +138,7 @@ def add_calibration(
         raw = clf.predict_proba(test, _source("test"), calibrated=False)
         metrics = results[role]["metrics"]
         metrics["temperature"] = clf.temperature
+        results[role]["calibrated_on"] = clf.spec.get("calibration", {}).get("fitted_on", "val")
         metrics["uncalibrated"] = {
             **calibration_scores(y_test, raw),
             "roc_auc": metric_value(y_test, raw, "roc_auc"),
@@ -148,13 +152,30 @@ def add_calibration(
 def choose_challenger(
     models: dict[str, Classifier], val: pd.DataFrame, y_val: np.ndarray, primary: str
 ) -> dict:
-    """The role with the best validation scores, with every model's scores."""
+    """The role with the best validation scores, with every model's scores.
+
+    Cross-validated ensembles trained on the validation rows, so when every model is one, the
+    choice uses their out-of-fold estimates (``ensemble.cv`` of the bundle) instead.
+    """
+    cv = {role: _cv_scores(clf.spec, primary) for role, clf in models.items()}
+    if all(cv.values()):
+        role = pick_challenger(cv, primary)
+        return {"role": role, "chosen_on": "cross-validation", "metric": primary, "val_scores": cv}
     scores = {
         role: selection_scores(y_val, clf.predict_proba(val, _source("val")), primary)
         for role, clf in models.items()
     }
     role = pick_challenger(scores, primary)
     return {"role": role, "chosen_on": "val", "metric": primary, "val_scores": scores}
+
+
+def _cv_scores(spec: dict, primary: str) -> dict[str, float] | None:
+    """The out-of-fold means behind the challenger choice; None for a model without them."""
+    cv = spec.get("ensemble", {}).get("cv") or {}
+    keys = dict.fromkeys((primary, "f1_macro", "log_loss"))
+    if not all(k in cv for k in keys):
+        return None
+    return {k: float(cv[k]["mean"]) for k in keys}
 
 
 def fit_references(

@@ -205,7 +205,11 @@ def _dvc_lock_outs() -> dict[str, str]:
 
 
 def summary(results: dict[str, dict], versions: dict[str, str], selection: dict) -> str:
-    """The table printed at the end of the pipeline, and which model is the challenger."""
+    """The table printed at the end of the pipeline, and which model is the challenger.
+
+    A model whose result carries its ``cost`` (measured after training) also shows its p95
+    latency at batch 1 and its bundle's size; the others show ``-``.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -213,21 +217,25 @@ def summary(results: dict[str, dict], versions: dict[str, str], selection: dict)
     table.add_column("model")
     for k in HEADLINE:
         table.add_column(k)
+    table.add_column("p95 ms (b1)", justify="right")
+    table.add_column("MB", justify="right")
     table.add_column("version")
     for role, result in results.items():
         m = result["metrics"]
         cells = [_fmt(m[k], m.get("ci95", {}).get(k)) for k in HEADLINE]
-        table.add_row(role, *cells, versions.get(role, "-"))
+        table.add_row(role, *cells, *_cost_cells(result.get("cost")), versions.get(role, "-"))
     names = list(next(iter(selection["val_scores"].values())))
+    chosen = selection.get("chosen_on", "val")
     scores = ", ".join(
         f"{role} " + " / ".join(f"{s[k]:.4f}" for k in names)
         for role, s in selection["val_scores"].items()
     )
     out = io.StringIO()
-    console = Console(file=out, width=160)
+    console = Console(file=out, width=190)
     console.print(table)
     console.print(
-        f"challenger: {selection['role']}, chosen on validation {' / '.join(names)}: {scores}",
+        f"challenger: {selection['role']}, chosen on {_CHOSEN_ON.get(chosen, chosen)} "
+        f"{' / '.join(names)}: {scores}",
         highlight=False,
     )
     for ref, comparison in selection.get("vs_references", {}).items():
@@ -235,15 +243,28 @@ def summary(results: dict[str, dict], versions: dict[str, str], selection: dict)
         console.print(line, highlight=False, markup=False)
     for role, result in results.items():
         if "uncalibrated" in result["metrics"]:
-            console.print(calibration_line(role, result["metrics"]), highlight=False, markup=False)
+            line = calibration_line(role, result["metrics"], result.get("calibrated_on", "val"))
+            console.print(line, highlight=False, markup=False)
     return out.getvalue()
 
 
-def calibration_line(role: str, m: dict) -> str:
+_CHOSEN_ON = {"val": "validation", "cross-validation": "out-of-fold (cross-validation)"}
+
+
+def _cost_cells(cost: dict | None) -> tuple[str, str]:
+    """p95 latency at batch 1 (ms) and bundle size (MB, 10^6 bytes), or ``-`` when unknown."""
+    if not cost:
+        return "-", "-"
+    return f"{cost['latency_p95_ms_b1']:.3f}", f"{cost['bundle_bytes'] / 1e6:.3f}"
+
+
+def calibration_line(role: str, m: dict, fitted_on: str = "val") -> str:
     """One plain line: a model's temperature and its test calibration before -> after."""
     raw = m["uncalibrated"]
     line = (
-        f"calibration of {role} (temperature {m['temperature']:.3f}, fitted on val): test ECE "
+        f"calibration of {role} (temperature {m['temperature']:.3f}, "
+        f"fitted on {fitted_on.replace('_', '-')}): "
+        f"test ECE "
         f"{_num(raw['ece'])} -> {_num(m['ece'])}, log loss {_num(raw['log_loss'])} -> "
         f"{_num(m['log_loss'])}, Brier {_num(raw['brier'])} -> {_num(m['brier'])}"
     )

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -39,6 +40,8 @@ class TrainingJob:
     settings: FitSettings
     run_params: dict[str, Any]
     extra_tags: dict[str, str]
+    # An ensemble (sluice.pipeline.ensembling.EnsembleTraining) trains its members itself.
+    ensemble: Any = None
 
 
 def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, **overrides):
@@ -55,11 +58,23 @@ def run_training(job: TrainingJob, params: Params) -> None:
     The store is checked first, so an unreachable tracking server fails before any work. A run
     that does not complete (an error, Ctrl-C, SIGTERM) ends as FAILED; one left RUNNING by a
     killed process is marked FAILED here. Training resumes from this job's last checkpoint.
+
+    Under torchrun (``train.nproc`` > 1) rank 0 alone does all this; a restarted rank 0 goes
+    on in the run its first attempt started. The other ranks train their shards, nothing else.
     """
     import mlflow
 
+    from sluice.errors import SluiceError
+    from sluice.model.distributed import current_world
+    from sluice.pipeline.launch import attempt_tags, restarted_run
     from sluice.tracking.store import connect, fail_stale_runs, run_tags
 
+    world = current_world()
+    if world.size > 1 and job.ensemble is not None:
+        raise SluiceError("ensemble members train in one process; set train.nproc: 1")
+    if not world.is_main:
+        _fit_shard(job, params)
+        return
     experiment_id = connect(params.registry.experiment)
     fail_stale_runs(experiment_id, job.role)
     torch.set_num_threads(params.train.threads)
@@ -69,18 +84,37 @@ def run_training(job: TrainingJob, params: Params) -> None:
     md5 = {path: file_md5(path) for path in (job.train_path, job.val_path)}
     checkpoint = _checkpoint_path(job, md5)
     _remove_torn_checkpoint_writes(checkpoint)
-    tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=job.role, tags=tags) as run:
-        mlflow.log_params(_flatten(job.run_params))
-        _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
-        _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
-        mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
-        result = _fit_logged(job, data, checkpoint)
-        job.net.load_state_dict(result.state_dict)  # the best epoch's weights
-        fitted = calibrate(job.net, data[2], data[3], job.spec["classes"], params.evaluate)
+    tags = {**run_tags(job.role), "sluice.role": job.role, **job.extra_tags, **attempt_tags()}
+    resumed = restarted_run(experiment_id, job.role)  # torchrun restarted this job
+    new_run = {"experiment_id": experiment_id, "run_name": job.role}
+    with mlflow.start_run(**({"run_id": resumed} if resumed else new_run), tags=tags) as run:
+        if resumed is None:  # a restarted attempt's run has these already
+            mlflow.log_params(_flatten(job.run_params))
+            _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
+            _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
+            mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
+        if job.ensemble is None:
+            result = _fit_logged(job, data, checkpoint)
+            job.net.load_state_dict(result.state_dict)  # the best epoch's weights
+            fitted = calibrate(job.net, data[2], data[3], job.spec["classes"], params.evaluate)
+        else:
+            result, fitted = job.ensemble.fit(job, data, checkpoint, params)
         _log_calibration(fitted)
         _write_outputs(job, result, run.info.run_id, md5[job.train_path], fitted)
+        from sluice.pipeline.costing import record_cost
+
+        record_cost(paths.MODELS[job.role], val_df, params.evaluate.latency_repeats)
     checkpoint.unlink(missing_ok=True)
+
+
+def _fit_shard(job: TrainingJob, params: Params) -> None:
+    """A data-parallel rank other than 0: its part of every training step, and nothing else
+    (rank 0 talks to MLflow, writes checkpoints and outputs)."""
+    torch.set_num_threads(params.train.threads)
+    train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
+    md5 = {path: file_md5(path) for path in (job.train_path, job.val_path)}
+    data = _arrays(job, train_df, val_df)
+    fit(job.net, data, len(job.spec["classes"]), job.settings, None, _checkpoint_path(job, md5))
 
 
 def _arrays(job: TrainingJob, train_df: pd.DataFrame, val_df: pd.DataFrame) -> tuple:
@@ -100,15 +134,27 @@ def _fit_logged(job: TrainingJob, data: tuple, checkpoint: Path) -> FitResult:
     import mlflow
 
     started = time.perf_counter()
-    with _EpochLogger(job.role, job.settings.epochs) as on_epoch:
+    logged = _last_logged_epoch()  # > 0 in a run that a restarted attempt goes on in
+    with _EpochLogger(job.role, job.settings.epochs, logged) as on_epoch:
         result = fit(job.net, data, len(job.spec["classes"]), job.settings, on_epoch, checkpoint)
     if result.resumed_from:
-        _log_restored_epochs(result.history[: result.resumed_from])
+        _log_restored_epochs(
+            [r for r in result.history[: result.resumed_from] if r["epoch"] > logged]
+        )
         mlflow.set_tag("sluice.resumed_from_epoch", str(result.resumed_from))
     mlflow.log_metrics(
         {"best_epoch": result.best_epoch, "train_seconds": time.perf_counter() - started}
     )
     return result
+
+
+def _last_logged_epoch() -> int:
+    """The last epoch the active run has metrics for (0 for a new run)."""
+    import mlflow
+
+    run_id = mlflow.active_run().info.run_id
+    steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run_id, "train_loss")]
+    return max(steps, default=0)
 
 
 def _log_restored_epochs(records: list[dict[str, float]]) -> None:
@@ -140,11 +186,19 @@ def calibrate(
     by the most probable class. Returns ``{"calibration", "decision"}`` for the bundle's spec.
     """
     logits = predict_logits(net, torch.from_numpy(X_val)).double().numpy()  # (n, C) | (n, k, C)
+    return calibrate_logits(logits, y_val, classes, cfg, "val")
+
+
+def calibrate_logits(
+    logits: np.ndarray, y_val, classes: list[str], cfg: EvaluateConfig, fitted_on: str
+) -> dict[str, dict]:
+    """:func:`calibrate` on given logits, ``fitted_on`` naming their rows (``val``, or
+    ``out_of_fold`` for a cross-validated ensemble)."""
     found = calibration.fit_temperature(logits, y_val)
     prob = calibration.proba(logits, found.temperature)
     fitted = {
         "method": "temperature",
-        "fitted_on": "val",
+        "fitted_on": fitted_on,
         "temperature": found.temperature,
         "val_before": calibration.calibration_scores(y_val, calibration.proba(logits)),
         "val_after": calibration.calibration_scores(y_val, prob),
@@ -155,9 +209,10 @@ def calibrate(
     else:
         costs = cfg.costs.model_dump() if cfg.threshold == "cost" else None
         chosen = calibration.choose_threshold(y_val, prob[:, 1], cfg.threshold, costs)
-        decision = {**chosen, "positive_class": classes[1], "fitted_on": "val"}
+        decision = {**chosen, "positive_class": classes[1], "fitted_on": fitted_on}
     log.info(
-        "calibrated on val: temperature %.4f (log loss %.4f -> %.4f), decision %s",
+        "calibrated on %s: temperature %.4f (log loss %.4f -> %.4f), decision %s",
+        fitted_on,
         found.temperature,
         found.nll_before,
         found.nll_after,
@@ -205,8 +260,9 @@ def _write_outputs(
 class _EpochLogger:
     """Send each epoch's metrics to MLflow in one batch and advance a progress bar."""
 
-    def __init__(self, role: str, epochs: int) -> None:
+    def __init__(self, role: str, epochs: int, logged: int = 0) -> None:
         self.role, self.epochs = role, epochs
+        self.logged = logged  # epochs already in the run (an earlier attempt's): not again
 
     def __enter__(self):
         from tqdm import tqdm
@@ -218,8 +274,10 @@ class _EpochLogger:
         import mlflow
 
         step = int(record["epoch"])
-        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
         self.bar.update(1)
+        if step <= self.logged:
+            return
+        mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
         self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", f1=f"{record['val_f1_macro']:.3f}")
 
     def __exit__(self, *exc: object) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 
 from sluice import paths
 from sluice.config import Params
@@ -29,18 +30,69 @@ from sluice.pipeline.tune_choice import (
     write_choice,
     write_skipped,
 )
+from sluice.tracking.grouping import PARENT_TAG
 
 log = logging.getLogger(__name__)
+
+WORKER_TAG = "sluice.tune_worker"  # on the run of a `python -m stages.tune --worker` process
+HEARTBEAT_S = 15  # a shared study's running trials report this often
 
 
 def run_tuning(params: Params) -> None:
     """Run the study (or skip it), log it to MLflow and write the choice and its report."""
+    prepared = _prepare(params)
+    if isinstance(prepared, str):
+        write_skipped(prepared)
+        return
+    _study_in_a_run(params, *prepared)
+
+
+def run_worker(params: Params) -> int:
+    """Add trials to the shared study (``tune.storage``) until it holds ``tune.trials``.
+
+    Another process, on this machine or another one, with the same params and data (the same
+    study name): its trials are tracked in one ``tune worker`` run, nested under the tune
+    stage's run when that is open (the stage adopts it otherwise). Writes no files: the tune
+    stage writes the choice from the whole study. Returns the number of trials it ran.
+    """
+    if params.tune.storage is None:
+        raise SluiceError(
+            "tune.storage is null in params.yaml, so there is no shared study to work on; set "
+            "it to a database URL that every worker reaches (e.g. the team server's "
+            "postgresql+psycopg://... that `make server` prints)"
+        )
+    prepared = _prepare(params)
+    if isinstance(prepared, str):
+        raise SluiceError(f"the tune stage skips this study ({prepared}): nothing to work on")
+    import mlflow
+    import torch
+
+    from sluice.tracking.store import connect, run_tags
+
+    name, objective = prepared
+    experiment_id = connect(params.registry.experiment)
+    torch.set_num_threads(params.train.threads)
+    study = new_study(params, name, worker=True)
+    tags = {**run_tags("tune"), "sluice.study": name, WORKER_TAG: "true"}
+    stage_run = _open_stage_run(experiment_id, name)
+    if stage_run:
+        tags[PARENT_TAG] = stage_run
+    before = len(study.get_trials(deepcopy=False))
+    with mlflow.start_run(experiment_id=experiment_id, run_name="tune worker", tags=tags):
+        mlflow.log_params({"seed": params.seed, "study": name, "trials": params.tune.trials})
+        optimize(study, objective, params)
+    ran = len(study.get_trials(deepcopy=False)) - before
+    log.info("tune worker: study %s now holds %d trials", name, before + ran)
+    return ran
+
+
+def _prepare(params: Params):
+    """The study's name and objective, or why the study does not run."""
     report = read_json(paths.CLEAN_REPORT)
     types = feature_types(report)
     reason = skip_reason(params, types)
     if reason:
-        write_skipped(reason)
-        return
+        return reason
     from sluice.model.nets import choose_arch, image_shape_for
     from sluice.pipeline.tune_trial import Objective, TuneData
 
@@ -55,7 +107,7 @@ def run_tuning(params: Params) -> None:
         classes=sorted_labels(list(report["classes"])),
     )
     name = study_name(params, [file_md5(paths.SPLITS[s]) for s in ("train", "val")])
-    _study_in_a_run(params, name, Objective(params, data, families, default_arch))
+    return name, Objective(params, data, families, default_arch)
 
 
 def _study_in_a_run(params: Params, name: str, objective) -> None:
@@ -73,11 +125,14 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
     study = new_study(params, name)
     tags = {**run_tags("tune"), "sluice.study": name}
     started = time.perf_counter()
-    with mlflow.start_run(experiment_id=experiment_id, run_name="tune", tags=tags):
+    with mlflow.start_run(experiment_id=experiment_id, run_name="tune", tags=tags) as run:
         tune = params.tune.model_dump(exclude={"space", "storage"})
         space = {f"space.{k}": str(v) for k, v in params.tune.space.model_dump().items()}
         mlflow.log_params({"seed": params.seed, "study": name, **tune, **space})
         optimize(study, objective, params)
+        if params.tune.storage is not None:  # a shared study: the workers' trials count too
+            wait_for_running_trials(study)
+            _adopt_worker_runs(experiment_id, name, run.info.run_id)
         choice, report, best_run = study_result(study, objective.metric, name)
         report["timed_out"] = report["trials"] < params.tune.trials  # then machine-dependent
         mlflow.log_params({f"chosen.{k}": v for k, v in flatten(choice).items()})
@@ -94,30 +149,112 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
     log.info("tune: chose trial %d, %s", report["best_trial"], flatten(choice))
 
 
-def new_study(params: Params, name: str):
+def new_study(params: Params, name: str, worker: bool = False):
     """A study with a seeded TPE sampler and a median pruner on the per-epoch score.
 
     ``tune.storage`` null keeps it in memory; a storage URL (e.g. PostgreSQL) continues the
-    study of the same name, so workers sharing it share its trials.
+    study of the same name, so workers sharing it share its trials. A worker's sampler is
+    seeded afresh: with the stage's seed it would repeat the stage's random start-up trials.
+    TPE's constant liar (Optuna's default) keeps concurrent workers from sampling the same
+    point; a heartbeat lets the others fail the running trials of a worker that died.
     """
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     cfg = params.tune
-    sampler = optuna.samplers.TPESampler(seed=params.seed, n_startup_trials=cfg.startup_trials)
+    seed = None if worker else params.seed
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials)
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     if cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(
             n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs
         )
     return optuna.create_study(
-        storage=cfg.storage,
+        storage=_storage(cfg.storage),
         sampler=sampler,
         pruner=pruner,
         study_name=name,
         direction="minimize" if cfg.metric == "log_loss" else "maximize",
         load_if_exists=cfg.storage is not None,
     )
+
+
+def _storage(url: str | None):
+    """None (in memory), or the database at ``url`` with a heartbeat on running trials."""
+    if url is None:
+        return None
+    import optuna
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
+
+    try:
+        shown = make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        raise SluiceError(
+            "tune.storage in params.yaml is not a database URL; write it as "
+            "postgresql+psycopg://user@host:port/database (or sqlite:///file.db)"
+        ) from None
+    with warnings.catch_warnings():  # the heartbeat is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        try:
+            for attempt in range(3):
+                try:
+                    return optuna.storages.RDBStorage(
+                        url, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S
+                    )
+                except (IntegrityError, ProgrammingError):
+                    # Workers that start together on an empty database race to create
+                    # Optuna's tables; the loser finds them made on its next try.
+                    if attempt == 2:
+                        raise
+                    time.sleep(1.0 + attempt)
+        except (SQLAlchemyError, ImportError) as exc:
+            cause = (str(exc).strip() or repr(exc)).splitlines()[0][:200]
+            raise SluiceError(
+                f"tune.storage {shown} cannot be used ({cause}); check the URL, that the "
+                "database server runs, and its password (PGPASSFILE)"
+            ) from None
+
+
+def wait_for_running_trials(study, poll_s: float = 1.0) -> None:
+    """Wait until no trial of the shared study is running (other workers' last trials).
+
+    A worker that died stops sending heartbeats; its trials are failed after the grace
+    period, so the wait ends.
+    """
+    import optuna
+    from optuna.trial import TrialState
+
+    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        log.info("tune: waiting for %d running trial(s) of other workers", len(running))
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(poll_s)
+
+
+def _open_stage_run(experiment_id: str, name: str) -> str | None:
+    """The tune stage's run of study ``name`` if it is open (a worker nests under it)."""
+    import mlflow
+
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.`sluice.study` = '{name}' and attributes.status = 'RUNNING' "
+        "and attributes.run_name = 'tune'",
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _adopt_worker_runs(experiment_id: str, name: str, run_id: str) -> None:
+    """Nest the study's worker runs that started before this stage's run under it."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`sluice.study` = '{name}' and tags.`{WORKER_TAG}` = 'true'",
+    )
+    for run in runs:
+        if PARENT_TAG not in run.data.tags:
+            client.set_tag(run.info.run_id, PARENT_TAG, run_id)
 
 
 def optimize(study, objective, params: Params) -> None:

@@ -21,6 +21,9 @@ ARTIFACT_DIR = "mlartifacts"
 # MLflow settings sluice changes unless the user set them: no usage telemetry (the pipeline makes
 # no network calls of its own, and MLflow's would wait on a timeout offline), and no per-file
 # progress bars while MLflow re-reads a model it just logged (they drown the stage's output).
+WRITE_PERMISSIONS = ("EDIT", "MANAGE")  # basic-auth permissions that may create runs
+_connected: dict[str, str] = {}  # the experiment :func:`connect` last returned
+
 MLFLOW_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
@@ -110,18 +113,65 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def connect(experiment: str) -> str:
-    """Use the store and return the id of ``experiment``, creating it on first use."""
+    """Use the store and return the id of ``experiment``, creating it on first use.
+
+    On a tracking server, a user who may not write runs into the experiment (READ only) is
+    stopped here, with one line, before a stage does any work. The id is remembered for
+    :func:`run_tags` (the pipeline's parent run lives in the same experiment).
+    """
     import mlflow
 
-    use_store()
+    uri = use_store()
     client = mlflow.MlflowClient()
     found = client.get_experiment_by_name(experiment)
     if found is not None:
-        return found.experiment_id
-    try:
-        return client.create_experiment(experiment, artifact_location=artifact_location())
-    except mlflow.exceptions.MlflowException:  # a parallel run created it first
-        return client.get_experiment_by_name(experiment).experiment_id
+        experiment_id = found.experiment_id
+        check_can_write(uri, experiment_id, experiment)
+    else:
+        try:
+            experiment_id = client.create_experiment(
+                experiment, artifact_location=artifact_location()
+            )
+        except mlflow.exceptions.MlflowException:  # a parallel run created it first
+            experiment_id = client.get_experiment_by_name(experiment).experiment_id
+    _connected["experiment_id"] = experiment_id
+    return experiment_id
+
+
+def check_can_write(uri: str, experiment_id: str, experiment: str) -> None:
+    """Raise a one-line error when the server's login may only read ``experiment``.
+
+    Asks basic-auth's API about the user itself (the server's own modules pull in its web
+    framework); a server without authentication answers 404: nothing to check."""
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    user = read_mlflow_creds().username
+    if urlparse(uri).scheme not in ("http", "https") or not user:
+        return
+    args = {"username": user, "resource_type": "experiment", "resource_id": experiment_id}
+    found = _auth_get(uri, "/api/3.0/mlflow/users/permissions/get", args)
+    permission = (found or {}).get("permission", "")
+    if found is None or permission in WRITE_PERMISSIONS:
+        return
+    me = _auth_get(uri, "/api/2.0/mlflow/users/get", {"username": user}) or {}
+    if me.get("user", {}).get("is_admin"):  # admins may write anywhere
+        return
+    action = f"writing runs in experiment '{experiment}' (it has {permission or 'none'})"
+    raise SluiceError(_refusal(uri, 403, action))
+
+
+def _auth_get(uri: str, path: str, params: dict[str, str]) -> dict | None:
+    """The JSON of a GET to the server's authentication API (None: no such API there)."""
+    from mlflow.utils.credentials import get_default_host_creds
+    from mlflow.utils.rest_utils import http_request
+
+    creds = get_default_host_creds(uri)
+    response = http_request(
+        creds, path, "GET", params=params, max_retries=0, timeout=30, raise_on_status=False
+    )
+    if response.status_code in (401, 403):
+        raise SluiceError(_refusal(uri, response.status_code))
+    return response.json() if response.status_code == 200 else None
 
 
 def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
@@ -217,8 +267,10 @@ def server_refusals(action: str) -> Iterator[None]:
 
 
 def run_tags(stage: str) -> dict[str, str]:
-    """Lineage tags every run carries: git commit, DVC experiment, stage, and the host, pid and
-    working directory of the process (a queued experiment's temporary copy, or the project)."""
+    """Lineage tags every run carries: git commit, DVC experiment, stage, the host, pid and
+    working directory of the process (a queued experiment's temporary copy, or the project),
+    and, inside a DVC stage, the pipeline execution's parent run (``mlflow.parentRunId``, see
+    sluice.tracking.grouping; the experiment is the one :func:`connect` returned)."""
     tags = {
         "sluice.stage": stage,
         "sluice.host": socket.gethostname(),
@@ -230,6 +282,13 @@ def run_tags(stage: str) -> dict[str, str]:
         tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
     if os.environ.get("DVC_EXP_BASELINE_REV"):
         tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    from sluice.tracking.grouping import PARENT_TAG, execution_parent
+
+    # Nested under the pipeline execution's parent run (inside a DVC stage): a run started
+    # inside another active run is nested under that one instead (MLflow overrides the tag).
+    parent = execution_parent(_connected.get("experiment_id"))
+    if parent:
+        tags[PARENT_TAG] = parent
     return tags
 
 
@@ -273,13 +332,14 @@ def _is_stale(tags: dict[str, str]) -> bool:
     only runs from this working directory, or from a copy that no longer exists, are stale.
     """
     pid = int(tags.get("sluice.pid", "0") or 0)
-    if not pid or _alive(pid):
+    if not pid or process_alive(pid):
         return False
     workdir = tags.get("sluice.workdir")
     return workdir is None or workdir == os.getcwd() or not Path(workdir).exists()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -137,14 +137,16 @@ def model_versions(project: Project) -> list:
 
 
 def runs_by_status(project: Project) -> dict[str, list[str]]:
-    """status -> run names, over every experiment of the project's store."""
+    """status -> run names, over every experiment of the project's store (the runs that
+    stages start; each execution's parent run aside)."""
     if not (project.path / "mlflow.db").exists():
         return {}
     client = project.mlflow_client()
     ids = [e.experiment_id for e in client.search_experiments()]
     found: dict[str, list[str]] = {}
     for run in client.search_runs(ids) if ids else []:
-        found.setdefault(run.info.status, []).append(run.info.run_name)
+        if "sluice.execution" not in run.data.tags:  # not the pipeline execution's parent run
+            found.setdefault(run.info.status, []).append(run.info.run_name)
     return found
 
 

@@ -7,6 +7,7 @@ temporary folder. Commands run as a user would run them, with the credentials th
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import socket
@@ -53,9 +54,15 @@ class TeamServer:
 
     @property
     def exports(self) -> dict[str, str]:
-        """The ``export NAME=value`` lines of the output."""
+        """The ``export NAME=value`` lines of the output (the tracking login, PGPASSFILE)."""
         pairs = [line.removeprefix("export ").split("=", 1) for line in self.output.splitlines()]
-        return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0].startswith("MLFLOW_")}
+        wanted = ("MLFLOW_", "PGPASSFILE")
+        return {p[0]: p[1] for p in pairs if len(p) == 2 and p[0].startswith(wanted)}
+
+    @property
+    def storage(self) -> str:
+        """The tuning database's Optuna storage URL that the server printed."""
+        return re.search(r"tune\.storage for a shared Optuna study: (\S+)", self.output).group(1)
 
     @property
     def uri(self) -> str:
@@ -173,6 +180,31 @@ def s3(tmp_path_factory) -> Iterator[S3]:
         proc.terminate()
         proc.wait(timeout=30)
         log.close()
+
+
+def queue_states(project) -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    states = {}
+    for line in project.run("dvc", "queue", "status").stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            states[parts[1]] = parts[-1]
+    return states
+
+
+def run_queue(project, jobs: int, timeout_s: float = 900) -> dict[str, str]:
+    """`dvc queue start -j <jobs>`, wait until nothing is queued or running, stop the workers."""
+    project.run("dvc", "queue", "start", "-j", str(jobs))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            states = queue_states(project)
+            if states and not {"Queued", "Running"} & set(states.values()):
+                return states
+            time.sleep(3)
+        pytest.fail(f"queue not done after {timeout_s} s: {queue_states(project)}")
+    finally:
+        project.run("dvc", "queue", "stop", "--kill", check=False)
 
 
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:

@@ -111,6 +111,24 @@ def test_the_pipeline_tracks_and_registers_on_the_server(pipeline, admin):
     assert not (pipeline.path / "mlartifacts").exists()
 
 
+def test_the_pipeline_is_one_parent_run_with_its_runs_nested(pipeline, admin):
+    from sluice.tracking.grouping import EXECUTION_TAG, PARENT_TAG
+
+    runs = admin.search_runs([admin.get_experiment_by_name("sluice").experiment_id])
+    (parent,) = [
+        r for r in runs if r.data.tags.get("sluice.workspace") == str(pipeline.path.resolve())
+    ]
+    assert EXECUTION_TAG in parent.data.tags and parent.info.status == "FINISHED"
+    nested = {r.info.run_name: r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id}
+    assert set(nested) == {"base", "finetuned", "logreg", "hgb"}
+    registered = pipeline.read_json("reports/registered.json")
+    role = registered["challenger"]["role"]
+    assert parent.data.metrics["test_roc_auc"] == nested[role].data.metrics["test_roc_auc"]
+    for model, version in registered["versions"].items():  # versions keep their model's run
+        found = admin.get_model_version(registered["model_name"], version)
+        assert found.run_id == nested[model].info.run_id
+
+
 def test_promote_history_and_predict_against_the_server(pipeline, admin):
     name = pipeline.read_json("reports/registered.json")["model_name"]
     promoted = pipeline.run("sluice", "promote")

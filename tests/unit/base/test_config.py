@@ -64,3 +64,19 @@ def test_values_are_typed(tmp_path):
     assert params.train.hidden == [8, 4]
     assert params.promote.guards == {"f1_macro": 0.0}
     assert params.finetune.lr == 0.0003  # untouched sections keep their defaults
+
+
+def test_an_optional_bounded_value_out_of_range_names_its_bounds():
+    """``between(...) | None``: pydantic keeps the bounds inside the union."""
+    from pydantic import ValidationError
+
+    from sluice.config import Section, between
+    from sluice.params_yaml import format_error
+
+    class Optional(Section):
+        every: between(int, 1, 10) | None = None
+
+    with pytest.raises(ValidationError) as caught:
+        Optional.model_validate({"every": 0})
+    line = format_error(caught.value.errors()[0], Optional)
+    assert line == "params.yaml: bad value 0 for 'every'; use a value between 1 and 10"
