@@ -70,11 +70,10 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> TemperatureFit:
     the same. T = 1 is kept, and ``note`` says why, when the rows cannot pin
     the temperature down: every row is classified correctly (the log loss then keeps falling as
     T goes to 0, towards probabilities of exactly 0 and 1) or the optimum lies on the lower
-    bound. T = 1 is also kept when no T lowers the log loss. An optimum on the upper bound is
-    kept (near-uniform probabilities: the scores say little), with a ``note``.
+    bound. T = 1 is also kept when no T lowers the log loss, and when sharpening (T < 1) does
+    not hold up under 5-fold cross-validation on the same rows. An optimum on the upper bound
+    is kept (near-uniform probabilities: the scores say little), with a ``note``.
     """
-    from scipy.optimize import minimize_scalar
-
     y = np.asarray(y_true, dtype=np.int64)
     if len(y) == 0 or len(logits) != len(y):
         raise SluiceError(f"{len(logits)} rows of logits for {len(y)} labels; need n > 0 of each")
@@ -83,28 +82,60 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray) -> TemperatureFit:
         note = "every validation row is classified correctly: no finite temperature is best"
         return TemperatureFit(1.0, before, before, f"{note}, so T = 1 is kept")
     low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
+    log_t = _best_log_temperature(logits, y)
+    temperature, note = math.exp(log_t), ""
+    if log_t - low < 1e-3:  # sharpening without end: not to be trusted on new rows
+        temperature = 1.0
+        note = (
+            f"the log loss keeps falling towards T = {TEMPERATURE_BOUNDS[0]:g} (the lower "
+            "bound): the validation rows cannot fix a temperature, so T = 1 is kept"
+        )
+    elif high - log_t < 1e-3:  # softening is safe: the probabilities approach uniform
+        note = (
+            f"the log loss keeps falling towards T = {TEMPERATURE_BOUNDS[1]:g} (the upper "
+            "bound): the scores carry little information on the validation rows"
+        )
+    elif temperature < 1.0 and not _sharpening_holds_out(logits, y):
+        temperature = 1.0
+        note = (
+            "sharpening fitted on part of the validation rows raised the log loss of the rest "
+            "(5-fold cross-validation), so T = 1 is kept"
+        )
+    after = nll(logits, y, temperature)
+    if not after < before:
+        temperature, after = 1.0, before
+    return TemperatureFit(temperature, before, after, note)
+
+
+def _best_log_temperature(logits: np.ndarray, y: np.ndarray) -> float:
+    """log T minimising the log loss (bounded Brent search over :data:`TEMPERATURE_BOUNDS`)."""
+    from scipy.optimize import minimize_scalar
+
+    low, high = (math.log(b) for b in TEMPERATURE_BOUNDS)
     found = minimize_scalar(
         lambda log_t: nll(logits, y, math.exp(log_t)),
         bounds=(low, high),
         method="bounded",
         options={"xatol": 1e-5},
     )
-    temperature, note = math.exp(float(found.x)), ""
-    if found.x - low < 1e-3:  # sharpening without end: not to be trusted on new rows
-        temperature = 1.0
-        note = (
-            f"the log loss keeps falling towards T = {TEMPERATURE_BOUNDS[0]:g} (the lower "
-            "bound): the validation rows cannot fix a temperature, so T = 1 is kept"
-        )
-    elif high - found.x < 1e-3:  # softening is safe: the probabilities approach uniform
-        note = (
-            f"the log loss keeps falling towards T = {TEMPERATURE_BOUNDS[1]:g} (the upper "
-            "bound): the scores carry little information on the validation rows"
-        )
-    after = nll(logits, y, temperature)
-    if not after < before:
-        temperature, after = 1.0, before
-    return TemperatureFit(temperature, before, after, note)
+    return float(found.x)
+
+
+def _sharpening_holds_out(logits: np.ndarray, y: np.ndarray, folds: int = 5) -> bool:
+    """Whether a temperature fitted on 4/5 of the rows lowers the log loss of the other fifth,
+    summed over the 5 folds, compared with T = 1.
+
+    Sharpening (T < 1) fitted on a small validation split with few errors can go far and cost
+    dearly on the next confident error; this asks the rows themselves whether it carries over.
+    """
+    rows = np.arange(len(y))
+    fitted, plain = 0.0, 0.0
+    for k in range(min(folds, len(y))):
+        held = rows % folds == k
+        t = math.exp(_best_log_temperature(logits[~held], y[~held]))
+        fitted += nll(logits[held], y[held], t) * held.sum()
+        plain += nll(logits[held], y[held]) * held.sum()
+    return fitted < plain
 
 
 def _confidence_bins(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int):

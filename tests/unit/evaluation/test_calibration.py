@@ -265,3 +265,26 @@ def test_a_bundle_with_a_bad_temperature_is_refused(tabular, tmp_path):
     save_bundle(tmp_path / "three", net, three)
     with pytest.raises(SluiceError, match="needs a binary model"):
         load_bundle(tmp_path / "three")
+
+
+def _confident(n_errors: int, n: int = 114) -> tuple[np.ndarray, np.ndarray]:
+    """Binary logits, each row right with a margin of 1.5-4, except ``n_errors`` flipped rows."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, n)
+    logits = np.zeros((n, 2))
+    logits[np.arange(n), y] = rng.uniform(1.5, 4.0, n)
+    logits[3 : 3 + 47 * n_errors : 47] = logits[3 : 3 + 47 * n_errors : 47, ::-1]
+    return logits, y
+
+
+def test_sharpening_that_rests_on_one_error_is_refused_by_cross_validation():
+    logits, y = _confident(n_errors=1)
+    assert cal._best_log_temperature(logits, y) < np.log(0.6)  # the whole split would sharpen
+    fit = cal.fit_temperature(logits, y)
+    assert fit.temperature == 1.0 and "cross-validation" in fit.note
+
+
+def test_sharpening_that_holds_out_is_kept():
+    logits, y = _confident(n_errors=2)
+    fit = cal.fit_temperature(logits, y)
+    assert fit.temperature < 0.8 and fit.nll_after < fit.nll_before and fit.note == ""
