@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,3 +163,28 @@ def make_project(dest: Path, params: dict | None = None, fast: bool = True) -> P
 def project(tmp_path: Path) -> Iterator[Project]:
     """A fresh project copy per test."""
     yield make_project(tmp_path / "proj")
+
+
+def queue_states(project) -> dict[str, str]:
+    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
+    states = {}
+    for line in project.run("dvc", "queue", "status").stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
+            states[parts[1]] = parts[-1]
+    return states
+
+
+def run_queue(project, jobs: int, timeout_s: float = 900) -> dict[str, str]:
+    """`dvc queue start -j <jobs>`, wait until nothing is queued or running, stop the workers."""
+    project.run("dvc", "queue", "start", "-j", str(jobs))
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            states = queue_states(project)
+            if states and not {"Queued", "Running"} & set(states.values()):
+                return states
+            time.sleep(3)
+        pytest.fail(f"queue not done after {timeout_s} s: {queue_states(project)}")
+    finally:
+        project.run("dvc", "queue", "stop", "--kill", check=False)

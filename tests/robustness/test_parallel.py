@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import make_project
+from conftest import make_project, run_queue
 
 pytestmark = pytest.mark.slow
 
@@ -23,33 +22,11 @@ TINY = {
 }
 
 
-def _queue_states(project) -> dict[str, str]:
-    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
-    states = {}
-    for line in project.run("dvc", "queue", "status").stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
-            states[parts[1]] = parts[-1]
-    return states
-
-
-def _wait_for_queue(project, timeout: float = 480) -> dict[str, str]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = _queue_states(project)
-        if states and not {"Queued", "Running"} & set(states.values()):
-            return states
-        time.sleep(5)
-    project.run("dvc", "queue", "stop", "--kill", check=False)
-    pytest.fail(f"queue not done after {timeout} s: {_queue_states(project)}")
-
-
 def test_queued_experiments_run_in_parallel_into_the_root_store(tmp_path):
     project = make_project(tmp_path / "proj", TINY)
     for seed in SEEDS:
         project.run("dvc", "exp", "run", "--queue", "-S", f"seed={seed}")
-    project.run("dvc", "queue", "start", "-j", "2")
-    states = _wait_for_queue(project)
+    states = run_queue(project, jobs=2, timeout_s=480)
     logs = {name: project.run("dvc", "queue", "logs", name, check=False).stdout for name in states}
     assert list(states.values()) == ["Success"] * len(SEEDS), logs
     assert not [name for name, log in logs.items() if "database is locked" in log]

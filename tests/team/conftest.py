@@ -182,31 +182,6 @@ def s3(tmp_path_factory) -> Iterator[S3]:
         log.close()
 
 
-def queue_states(project) -> dict[str, str]:
-    """Experiment name -> status (Queued, Running, Success, Failed) from `dvc queue status`."""
-    states = {}
-    for line in project.run("dvc", "queue", "status").stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 4 and parts[-1] in ("Queued", "Running", "Success", "Failed"):
-            states[parts[1]] = parts[-1]
-    return states
-
-
-def run_queue(project, jobs: int, timeout_s: float = 900) -> dict[str, str]:
-    """`dvc queue start -j <jobs>`, wait until nothing is queued or running, stop the workers."""
-    project.run("dvc", "queue", "start", "-j", str(jobs))
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            states = queue_states(project)
-            if states and not {"Queued", "Running"} & set(states.values()):
-                return states
-            time.sleep(3)
-        pytest.fail(f"queue not done after {timeout_s} s: {queue_states(project)}")
-    finally:
-        project.run("dvc", "queue", "stop", "--kill", check=False)
-
-
 def _wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -7,11 +7,11 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from conftest import make_project
+from conftest import make_project, run_queue
 
 from sluice.tracking.grouping import EXECUTION_TAG, PARENT_TAG
 
-from .conftest import lines, run_queue
+from .conftest import lines
 
 pytestmark = pytest.mark.slow
 
