@@ -58,19 +58,33 @@ def load_tuned_params(
     if not isinstance(tuned, dict):
         raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
     effective = apply_tuned(params, tuned, str(tuned_path))
-    changed = [
-        f"{section}.{key} {getattr(getattr(params, section), key)!r} -> {value!r}"
-        for section, values in tuned.items()
-        for key, value in values.items()
-        if getattr(getattr(params, section), key) != value
-    ]
-    if changed:  # say so: `dvc exp run -S train.lr=...` does not win over a searched key
-        import logging
-
-        logging.getLogger("sluice.tune").info(
-            "%s (the tune stage's choice) overrides params.yaml: %s; a key that tune.space "
-            "searches is set there (tune.space.<key>: null keeps params.yaml's value)",
-            tuned_path,
-            ", ".join(changed),
-        )
+    _say_what_the_choice_overrides(params, tuned, tuned_path)
     return effective
+
+
+def _say_what_the_choice_overrides(params: Params, tuned: dict, tuned_path: Path) -> None:
+    """Log the keys the choice changes; a warning for those params.yaml sets away from their
+    default (`dvc exp run -S train.lr=...` does not win over a key the study searches)."""
+    import logging
+
+    chosen, explicit = [], []
+    for section, values in tuned.items():
+        current = getattr(params, section)
+        for key, value in values.items():
+            if getattr(current, key) == value:
+                continue
+            line = f"{section}.{key} {getattr(current, key)!r} -> {value!r}"
+            default = type(current).model_fields[key].default
+            (explicit if getattr(current, key) != default else chosen).append(line)
+    log = logging.getLogger("sluice.tune")
+    hint = "tune.space.<key>: null keeps params.yaml's value"
+    if explicit:
+        log.warning(
+            "%s (the tune stage's choice) replaces what params.yaml sets: %s; the study searches "
+            "these keys (%s)",
+            tuned_path,
+            ", ".join(explicit),
+            hint,
+        )
+    if chosen:
+        log.info("%s (the tune stage's choice): %s (%s)", tuned_path, ", ".join(chosen), hint)

@@ -206,6 +206,10 @@ def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeyp
         tuned = load_tuned_params()
     assert (tuned.train.lr, tuned.train.hidden, tuned.train.model) == (1.5e-05, [32, 32], "mlp")
     assert "train.lr 0.1 -> 1.5e-05" in caplog.text  # a searched key wins over params.yaml
+    # params.yaml set lr away from its default: a warning; hidden and model were defaults
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and "replaces what params.yaml sets: train.lr 0.1" in warned[0]
+    assert "train.model" not in warned[0] and "tune.space.<key>: null" in warned[0]
     assert (tmp_path / TUNE_REPORT).exists()
     write_choice({}, "skipped", {"trials": 0})
     assert yaml.safe_load((tmp_path / "reports/tuned.yaml").read_text()) == {
