@@ -188,3 +188,16 @@ def run_queue(project, jobs: int, timeout_s: float = 900) -> dict[str, str]:
         pytest.fail(f"queue not done after {timeout_s} s: {queue_states(project)}")
     finally:
         project.run("dvc", "queue", "stop", "--kill", check=False)
+
+
+def params_error(tmp_path: Path, text: str) -> str:
+    """The error of loading a params.yaml holding ``text``; it must be one line."""
+    from sluice.config import load_params
+    from sluice.errors import SluiceError
+
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    with pytest.raises(SluiceError) as err:
+        load_params(path)
+    assert "\n" not in str(err.value)
+    return str(err.value)

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import params_error
 
 from sluice.config import PromoteConfig, load_params
 from sluice.config.evaluate import BUDGET_KEYS, LatencyRepeats
@@ -174,12 +175,8 @@ def test_budget_keys_in_params_are_the_ones_the_gate_knows():
     ],
 )
 def test_a_bad_budget_is_one_line_naming_the_key(tmp_path, budgets, error):
-    path = tmp_path / "params.yaml"
-    path.write_text(f"promote:\n  budgets: {budgets}\n")
-    with pytest.raises(SluiceError) as info:
-        load_params(path)
-    assert str(info.value).startswith(f"params.yaml: {error}")
-    assert "\n" not in str(info.value)
+    message = params_error(tmp_path, f"promote:\n  budgets: {budgets}\n")
+    assert message.startswith(f"params.yaml: {error}")
 
 
 def test_budgets_in_params_parse(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -11,7 +12,7 @@ import numpy as np
 import psutil
 import pytest
 import torch
-from conftest import fit_settings
+from conftest import fit_settings, params_error
 
 from sluice.config import TrainConfig, load_params
 from sluice.errors import SluiceError
@@ -149,11 +150,7 @@ def test_launch_settings_for_one_host_and_for_several_nodes():
     ],
 )
 def test_bad_launch_params_are_one_line_errors(tmp_path, text, message):
-    path = tmp_path / "params.yaml"
-    path.write_text(text)
-    with pytest.raises(SluiceError, match=message) as err:
-        load_params(path)
-    assert "\n" not in str(err.value)
+    assert re.search(message, params_error(tmp_path, text))
 
 
 def test_finetune_takes_train_nproc_unless_it_sets_its_own(tmp_path):
