@@ -1,6 +1,6 @@
 """Time and peak memory of each stage on a large, messy CSV (default: 300,000 rows).
 
-Generates a CSV with numeric and categorical columns, missing values, duplicate rows, string
+Generates a CSV with 26 numeric and 4 categorical columns, missing values, duplicate rows, string
 labels with stray whitespace/case, and a 5 % minority class; points a temporary copy of the
 project at it; runs every stage as its own process under /usr/bin/time.
 
@@ -28,23 +28,37 @@ from conftest import make_project  # noqa: E402
 STAGES = ("clean", "split", "tune", "resample", "train", "finetune", "evaluate")
 
 
-def messy_csv(path: Path, rows: int, seed: int = 0) -> None:
-    """A CSV a user might bring: gaps, duplicates, categories, untidy labels, 5 % minority."""
-    rng = np.random.default_rng(seed)
+NUMERIC = 26
+CATEGORIES = (
+    ("plan", ["basic", "pro", "team"]),
+    ("region", list("NESWC")),
+    ("channel", ["web", "app", "store", "phone"]),
+    ("device", ["ios", "android", "desktop"]),
+)
+CHUNK = 1_000_000
+
+
+def messy_chunk(rows: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Rows a user might bring: gaps, duplicates, categories, untidy labels, 5 % minority."""
     y = rng.random(rows) < 0.05
-    frame = pd.DataFrame({f"x{i}": rng.normal(size=rows) + y * (0.3 + 0.05 * i) for i in range(20)})
-    for name, cats in (
-        ("plan", ["basic", "pro", "team"]),
-        ("region", list("NESWC")),
-        ("channel", ["web", "app", "store", "phone"]),
-    ):
+    frame = pd.DataFrame(
+        {f"x{i}": rng.normal(size=rows) + y * (0.3 + 0.05 * (i % 20)) for i in range(NUMERIC)}
+    )
+    for name, cats in CATEGORIES:
         frame[name] = rng.choice(cats, size=rows)
     frame.loc[y & (rng.random(rows) < 0.5), "plan"] = "pro"
     for col in ("x0", "x5", "plan"):
         frame.loc[rng.random(rows) < 0.03, col] = None
     frame["label"] = np.where(y, rng.choice([" Churn", "churn ", "CHURN"], size=rows), "stay")
-    frame = pd.concat([frame, frame.sample(rows // 100, random_state=seed)])
-    frame.to_csv(path, index=False)
+    return pd.concat([frame, frame.sample(rows // 100, random_state=int(rng.integers(2**31)))])
+
+
+def messy_csv(path: Path, rows: int, seed: int = 0) -> None:
+    """26 numeric + 4 categorical columns and a label, written a million rows at a time."""
+    rng = np.random.default_rng(seed)
+    for start in range(0, rows, CHUNK):
+        chunk = messy_chunk(min(CHUNK, rows - start), rng)
+        chunk.to_csv(path, index=False, mode="a" if start else "w", header=not start)
 
 
 def main() -> None:
@@ -52,18 +66,25 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--method", default="smote")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, help="keep the project here (default: a temp dir)")
+    parser.add_argument(
+        "--csv", type=Path, help="the messy CSV: written there if missing, else read as it is"
+    )
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.workdir is not None:
+            tmp = str(args.workdir)
         project = make_project(Path(tmp) / "proj", fast=False)
-        csv = project.path / "data" / "raw" / "big.csv"
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        messy_csv(csv, args.rows)
-        print(f"wrote {csv.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s")
+        csv = (args.csv or project.path / "data" / "raw" / "big.csv").absolute()
+        if not csv.exists():
+            csv.parent.mkdir(parents=True, exist_ok=True)
+            start = time.perf_counter()
+            messy_csv(csv, args.rows)
+            print(f"wrote {csv.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s")
         project.set_params(
             {
-                "data": {"path": "data/raw/big.csv", "target": "label"},
+                "data": {"path": str(csv), "target": "label"},
                 "tune": {"trials": 0},  # a fixed model: this measures the pipeline's scaling
                 "resample": {"method": args.method},
                 "train": {"model": "mlp", "epochs": args.epochs, "batch_size": 1024},

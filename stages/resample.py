@@ -33,6 +33,7 @@ def main() -> None:
         cfg.k_neighbors,
         params.seed,
         gan=cfg.gan.model_dump(exclude={"threads"}),
+        knn_block=cfg.knn_block,
     )
     check = check_generated(train, out, info, target, types, cfg.check_rows, params.seed)
     if check is not None:

@@ -70,6 +70,7 @@ RESAMPLE_METHODS = (
 class ResampleConfig(Section):
     method: Literal[RESAMPLE_METHODS] = "random_over"
     k_neighbors: between(int, 1, 100) = 5
+    knn_block: between(int, 0, 100_000_000) = 50_000
     class_weights: bool = False
     check_rows: between(int, 0, 1_000_000) = 1000
 

@@ -35,6 +35,7 @@ class LatencyRepeats(Section):
 class EvaluateConfig(Section):
     bootstrap: between(int, 0, 100_000) = 1000
     reference: list[Literal["logreg", "hgb"]] = ["logreg", "hgb"]
+    reference_rows: between(int, 0, 1_000_000_000) = 1_000_000
     threshold: Literal["argmax", "f1", "youden", "cost"] = "f1"
     costs: DecisionCosts = DecisionCosts()
     latency_repeats: LatencyRepeats = LatencyRepeats()

@@ -27,6 +27,7 @@ def resample(
     seed: int,
     *,
     gan: Mapping[str, Any] | None = None,
+    knn_block: int = 50_000,
 ) -> tuple[pd.DataFrame, dict]:
     """Rebalance the training split with the imbalanced-learn sampler named by ``method``.
 
@@ -35,6 +36,8 @@ def resample(
     categorical gaps with a ``__missing__`` category first; SMOTENC / SMOTEN take over from SMOTE
     when there are categorical features. ``gan`` (sluice.data.gan) keeps the original rows as
     they are and adds generated ones; ``gan`` holds its options (epochs, batch_size, ...).
+    ``knn_block``: plain SMOTE looks for neighbours within random blocks of about this many rows
+    of a larger class (0: the whole class; see :func:`sluice.data.smote.smote_class`).
 
     Returns:
         (resampled frame, info) where info holds class counts before/after and, for synthetic
@@ -54,7 +57,9 @@ def resample(
     else:
         k = _neighbours(before, method, k_neighbors)
         info["k_neighbors"] = k
-        out, info["sampler"] = _resample_synthetic(train, target, feature_types, method, k, seed)
+        out, info["sampler"] = _resample_synthetic(
+            train, target, feature_types, method, k, seed, knn_block
+        )
     info["rows_after"] = len(out)
     info["counts_after"] = _counts(out[target])
     if method in APPENDING:  # the original rows first, then the generated ones
@@ -102,19 +107,73 @@ def _resample_rows(train: pd.DataFrame, target: str, method: str, seed: int) -> 
 
 
 def _resample_synthetic(
-    train: pd.DataFrame, target: str, feature_types: dict[str, str], method: str, k: int, seed: int
+    train: pd.DataFrame,
+    target: str,
+    feature_types: dict[str, str],
+    method: str,
+    k: int,
+    seed: int,
+    knn_block: int,
 ) -> tuple[pd.DataFrame, str]:
-    """Synthetic rows from the training split; returns them and the sampler's class name."""
+    """Synthetic rows from the training split; returns them and the sampler's class name.
+
+    Over-samplers keep the original rows as they are (gaps included) and append the new ones;
+    plain SMOTE / SMOTE-NC go through :mod:`sluice.data.smote`, which reads only the rows of the
+    classes it over-samples.
+    """
     features = [c for c in train.columns if c != target]
     categorical = [c for c in features if feature_types.get(c) == "categorical"]
+    if method == "smote" and len(categorical) < len(features):
+        return _smote(train, target, features, categorical, (k, seed, knn_block)), (
+            "SMOTENC" if categorical else "SMOTE"
+        )
     X = _fill_gaps(train[features], categorical)
     sampler = _make_sampler(method, k, seed, features, categorical)
     X_new, y_new = sampler.fit_resample(X, train[target].to_numpy())
-    out = pd.DataFrame(X_new, columns=features)
+    keep = len(train) if method in APPENDING else 0  # imbalanced-learn puts the originals first
+    out = pd.DataFrame(X_new[keep:], columns=features)
     for col in features:
         out[col] = out[col].astype(X[col].dtype)
-    out[target] = y_new
+    out[target] = y_new[keep:]
+    if keep:
+        out = pd.concat([train, out], ignore_index=True)
     return out, type(sampler).__name__
+
+
+def _smote(
+    train: pd.DataFrame, target: str, features: list[str], categorical: list[str], knn: tuple
+) -> pd.DataFrame:
+    """The training rows, then SMOTE (SMOTE-NC with categories) rows for every class below the
+    largest one, up to its count; gaps filled as :func:`_fill_gaps` does, for the new rows only.
+    ``knn``: (k, seed, block) for :func:`sluice.data.smote.smote_class`."""
+    from sluice.data.smote import smote_class
+
+    numeric = [c for c in features if c not in categorical]
+    medians = train[numeric].median()
+    levels = {c: pd.Index(train[c].dropna().unique()) for c in categorical}
+    sizes = [len(levels[c]) + 1 for c in categorical]
+    labels = train[target]
+    counts = labels.value_counts()
+    parts = [train]
+    for label in sorted(counts.index):
+        n_new = int(counts.max() - counts[label])
+        if not n_new:
+            continue
+        rows = train.loc[(labels == label).to_numpy()]
+        codes = np.empty((len(rows), len(categorical)), dtype=np.int64)
+        for j, c in enumerate(categorical):
+            found = levels[c].get_indexer(rows[c])
+            codes[:, j] = np.where(found < 0, len(levels[c]), found)  # a gap: the last code
+        values, new_codes = smote_class(
+            rows[numeric].fillna(medians).to_numpy(np.float64), codes, sizes, n_new, *knn
+        )
+        new = {c: values[:, i].astype(train[c].dtype) for i, c in enumerate(numeric)}
+        for j, c in enumerate(categorical):
+            decode = np.append(levels[c].to_numpy(dtype=object), np.nan)
+            new[c] = pd.Series(decode[new_codes[:, j]]).astype(train[c].dtype)
+        new[target] = pd.Series([label] * n_new, dtype=labels.dtype)
+        parts.append(pd.DataFrame(new)[list(train.columns)])
+    return pd.concat(parts, ignore_index=True)
 
 
 def _resample_gan(

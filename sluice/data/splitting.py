@@ -26,17 +26,20 @@ def stratified_split(
     """
     from sklearn.model_selection import train_test_split
 
+    df = df.reset_index(drop=True)
     groups = feature_groups(df.drop(columns=[target]))
-    distinct = df[~groups.duplicated().to_numpy()]  # one row per group
-    _check_class_sizes(distinct[target], has_duplicates=len(distinct) < len(df))
+    distinct = np.flatnonzero(~groups.duplicated().to_numpy())  # one row per group
+    labels = df[target].to_numpy()
+    _check_class_sizes(pd.Series(labels[distinct]), has_duplicates=len(distinct) < len(df))
+    # Positions, not frames: the table is copied once, into its three parts.
     rest, test = train_test_split(
-        distinct, test_size=test_size, stratify=distinct[target], random_state=seed
+        distinct, test_size=test_size, stratify=labels[distinct], random_state=seed
     )
     val_share = val_size / (1.0 - test_size)
     train, val = train_test_split(
-        rest, test_size=val_share, stratify=rest[target], random_state=seed
+        rest, test_size=val_share, stratify=labels[rest], random_state=seed
     )
-    parts = tuple(_with_group_members(df, groups, part.index) for part in (train, val, test))
+    parts = tuple(_with_group_members(df, groups, part) for part in (train, val, test))
     _check_train_has_every_class(*parts, target=target)
     return parts  # type: ignore[return-value]
 
@@ -48,12 +51,13 @@ def feature_groups(features: pd.DataFrame) -> pd.Series:
     return pd.Series(codes, index=features.index)
 
 
-def _with_group_members(df: pd.DataFrame, groups: pd.Series, picked: pd.Index) -> pd.DataFrame:
-    """The rows of every group whose representative is in ``picked``, in ``picked`` order."""
-    rank = pd.Series(np.arange(len(picked)), index=groups.loc[picked].to_numpy())
+def _with_group_members(df: pd.DataFrame, groups: pd.Series, picked: np.ndarray) -> pd.DataFrame:
+    """The rows of every group whose representative is at a position in ``picked``, in
+    ``picked`` order."""
+    rank = pd.Series(np.arange(len(picked)), index=groups.iloc[picked].to_numpy())
     order = groups.map(rank)  # NaN for groups of other splits
     members = order.dropna().sort_values(kind="stable").index
-    return df.loc[members].reset_index(drop=True)
+    return df.iloc[members].reset_index(drop=True)
 
 
 def _check_class_sizes(labels: pd.Series, has_duplicates: bool) -> None:

@@ -44,8 +44,10 @@ def check_synthetic(
 ) -> dict:
     """Compare generated rows with the real rows they were made from.
 
-    Rows are encoded with statistics of ``real``: numeric columns standardised (gaps filled with
-    the median), categorical columns one-hot.
+    Rows are encoded with statistics of the real rows of the classes generated (the rows the new
+    ones were made from): numeric columns standardised (gaps filled with the median), categorical
+    columns one-hot. Detection and distances use those real rows; copies are counted against
+    every real row.
 
     Returns:
         ``real_vs_synthetic_auc``: ROC AUC of a random forest, cross-validated over 5 folds,
@@ -59,14 +61,15 @@ def check_synthetic(
 
     features = [c for c in real.columns if c != target]
     rng = np.random.default_rng(seed)
-    encode = _encoder(real[features], categorical)
-    real_part, fake_part = _matched_rows(real, synthetic, target, max_rows, rng)
+    same = real[real[target].isin(synthetic[target].unique())]  # of the classes generated
+    encode = _encoder(same[features], categorical)
+    real_part, fake_part = _matched_rows(same, synthetic, target, max_rows, rng)
     fake_sample = synthetic.iloc[_pick(len(synthetic), max_rows, rng)]
-    real_sample = real.iloc[_pick(len(real), max_rows, rng)]
+    real_sample = same.iloc[_pick(len(same), max_rows, rng)]
     with threadpool_limits(1):  # BLAS threads on a busy machine slow small sklearn work down
         auc = _detection_auc(encode(real_part[features]), encode(fake_part[features]), seed)
         to_fake, to_real = _nearest(
-            encode(real[features]), encode(fake_sample[features]), encode(real_sample[features])
+            encode(same[features]), encode(fake_sample[features]), encode(real_sample[features])
         )
     copies = np.isin(
         _row_hashes(_as_objects(synthetic[features], categorical)),

@@ -7,7 +7,7 @@ K == 2 is binary with class 1 positive. Pure functions: no IO, logging or tracki
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from sluice.evaluation.calibration import brier_score, expected_calibration_erro
 
 BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 MAX_CURVE_POINTS = 200
+BOOTSTRAP_CELLS = 1 << 23  # draw counts held at once (resamples x rows): 64 MB as float64
 
 
 def _check(
@@ -232,10 +233,15 @@ def _weighted_metrics(
     return out
 
 
-def _resample_counts(n: int, n_boot: int, seed: int) -> np.ndarray:
-    """``(n_boot, n)`` float matrix: how often each row is drawn in each bootstrap resample."""
+def _resample_blocks(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
+    """``n_boot`` bootstrap resamples of ``n`` rows as ``(b, n)`` float matrices of how often
+    each row is drawn, a block of ``b`` resamples at a time so that memory stays bounded on
+    large test splits (the same seed, the same resamples, whatever the block size)."""
     rng = np.random.default_rng(seed)
-    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+    size = max(1, BOOTSTRAP_CELLS // max(n, 1))
+    for start in range(0, n_boot, size):
+        draws = [rng.integers(0, n, size=n) for _ in range(min(size, n_boot - start))]
+        yield np.stack([np.bincount(d, minlength=n) for d in draws]).astype(np.float64)
 
 
 def _interval(samples: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -280,13 +286,15 @@ def bootstrap_metrics(
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap ``(low, high)`` interval at level ``1 - alpha`` for each metric.
 
-    All resamples are evaluated at once from a multinomial count matrix; resamples where a
+    Resamples are evaluated a block at a time from matrices of draw counts; resamples where a
     metric is undefined (e.g. a class missing for ROC AUC) are dropped.
     """
     y_true, y_prob = _check(y_true, y_prob)
-    counts = _resample_counts(len(y_true), n_boot, seed)
-    samples = _weighted_metrics(y_true, y_prob, counts, list(metrics))
-    return {m: _interval(samples[m], alpha) for m in metrics}
+    blocks = [
+        _weighted_metrics(y_true, y_prob, counts, list(metrics))
+        for counts in _resample_blocks(len(y_true), n_boot, seed)
+    ]
+    return {m: _interval(np.concatenate([b[m] for b in blocks] or [[]]), alpha) for m in metrics}
 
 
 def paired_bootstrap_delta(
@@ -309,7 +317,10 @@ def paired_bootstrap_delta(
     if prob_a.shape != prob_b.shape:
         raise SluiceError(f"models disagree on shape: {prob_a.shape} vs {prob_b.shape}")
     a, b = metric_value(y_true, prob_a, metric), metric_value(y_true, prob_b, metric)
-    counts = _resample_counts(len(y_true), n_boot, seed)
-    samples_a = bootstrap_samples(y_true, prob_a, counts, metric)
-    low, high = _interval(bootstrap_samples(y_true, prob_b, counts, metric) - samples_a, alpha)
+    deltas = [
+        bootstrap_samples(y_true, prob_b, counts, metric)
+        - bootstrap_samples(y_true, prob_a, counts, metric)
+        for counts in _resample_blocks(len(y_true), n_boot, seed)
+    ]
+    low, high = _interval(np.concatenate(deltas or [[]]), alpha)
     return {"a": a, "b": b, "delta": b - a, "low": low, "high": high, "n_boot": int(n_boot)}

@@ -289,6 +289,7 @@ def plan_ensemble(
             "k_neighbors": sampler.k_neighbors,
             "seed": params.seed,
             "gan": sampler.gan.model_dump(exclude={"threads"}),
+            "knn_block": sampler.knn_block,
         }
     return EnsembleTraining(
         folds=folds,

@@ -83,7 +83,9 @@ def run_evaluation(
     # test scores reported for it.
     selection = choose_challenger(models, frames["val"], y["val"], params.promote.metric)
     kinds = list(dict.fromkeys(params.evaluate.reference))  # each named reference once
-    fitted = fit_references(kinds, pre, frames.get("train"), y.get("train"), seed)
+    fitted = fit_references(
+        kinds, pre, frames.get("train"), y.get("train"), seed, params.evaluate.reference_rows
+    )
     probs = score_test_split(models, fitted, frames["test"])
     results = {
         role: evaluate_predictions(y["test"], prob, classes, n_boot, seed)
@@ -184,12 +186,20 @@ def fit_references(
     train: pd.DataFrame | None,
     y_train: np.ndarray | None,
     seed: int,
+    max_rows: int = 0,
 ) -> dict:
     """kind -> reference fitted on the resampled training rows, through the base model's
-    fitted preprocessor (the features the networks see); empty when no kind is named."""
+    fitted preprocessor (the features the networks see); empty when no kind is named.
+    ``max_rows``: a seeded random sample of at most this many rows (0: all)."""
     if not kinds:
         return {}
     assert train is not None and y_train is not None, "references need the training split"
+    if max_rows and len(train) > max_rows:
+        picked = np.sort(np.random.default_rng(seed).choice(len(train), max_rows, replace=False))
+        log.info(
+            "references: %d of %d training rows (evaluate.reference_rows)", max_rows, len(train)
+        )
+        train, y_train = train.iloc[picked], y_train[picked]
     X_train = preprocessor.transform(train, _source("train"))
     fitted = {}
     for kind in kinds:

@@ -115,7 +115,15 @@ class Objective:
         if (method, k) not in self._resampled:
             d = self.data
             with threadpool_limits(limits=1, user_api="blas"):
-                frame, _ = resample(d.train, d.target, d.types, method, k, self.params.seed)
+                frame, _ = resample(
+                    d.train,
+                    d.target,
+                    d.types,
+                    method,
+                    k,
+                    self.params.seed,
+                    knn_block=self.params.resample.knn_block,
+                )
             self._resampled[(method, k)] = frame
         return self._resampled[(method, k)]
 

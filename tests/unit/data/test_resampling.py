@@ -74,11 +74,57 @@ def test_smotenc_keeps_categories_valid():
     assert (out["y"] == "minor").sum() == 200
 
 
-def test_synthetic_samplers_fill_missing_values_with_training_medians():
+@pytest.mark.parametrize("method", ["smote", "borderline_smote", "adasyn"])
+def test_over_samplers_keep_original_rows_and_make_complete_new_ones(method):
     df = _imbalanced()
     df.loc[[0, 210], "a"] = np.nan
-    out, _ = resample(df, "y", TYPES, "smote", 5, 0)
-    assert not out[["a", "b"]].isna().any().any()
+    out, info = resample(df, "y", TYPES, method, 5, 0)
+    pd.testing.assert_frame_equal(out.iloc[: len(df)], df)  # gaps and all, as they came
+    new = out.iloc[len(df) :]
+    assert len(new) == info["rows_generated"] > 0
+    assert not new[["a", "b"]].isna().any().any()  # filled with training medians first
+
+
+def test_smotenc_matches_imbalanced_learn():
+    """Same seed, same new rows as imbalanced-learn's SMOTENC: every value with one neighbour
+    (no vote to break), the numeric values with five."""
+    from imblearn.over_sampling import SMOTENC
+
+    df = _imbalanced(with_cat=True)
+    df["d"] = np.random.default_rng(1).choice(["x", "y"], size=len(df))
+    df = df[["a", "c", "b", "d", "y"]]
+    types = {**TYPES, "c": "categorical", "d": "categorical"}
+    for k in (1, 5):
+        out, info = resample(df, "y", types, "smote", k, 3)
+        sampler = SMOTENC(categorical_features=[1, 3], k_neighbors=k, random_state=3)
+        X, y = sampler.fit_resample(df.drop(columns="y"), df["y"].to_numpy())
+        ref = pd.DataFrame(X, columns=["a", "c", "b", "d"]).assign(y=y)
+        assert info["sampler"] == "SMOTENC" and len(out) == len(ref)
+        np.testing.assert_allclose(out[["a", "b"]].to_numpy(float), ref[["a", "b"]].to_numpy(float))
+        assert (out["y"] == ref["y"]).all()
+        if k == 1:
+            np.testing.assert_array_equal(
+                out[["c", "d"]].to_numpy(str), ref[["c", "d"]].to_numpy(str)
+            )
+
+
+def test_smote_in_blocks_stays_within_the_class_and_is_seeded():
+    from sluice.data.smote import _neighbours
+
+    space = np.random.default_rng(0).normal(size=(1000, 3))
+    blocks = _neighbours(space, 5, 300, 0)
+    exact = _neighbours(space, 5, 0, 0)
+    assert blocks.shape == exact.shape == (1000, 5)
+    assert (blocks != np.arange(1000)[:, None]).all()  # never the row itself
+    np.testing.assert_array_equal(blocks, _neighbours(space, 5, 300, 0))
+    far = np.linalg.norm(space[blocks] - space[:, None], axis=2).mean()
+    near = np.linalg.norm(space[exact] - space[:, None], axis=2).mean()
+    assert near < far < 2 * near  # farther than the exact neighbours, but not by much
+    df = _imbalanced(n_major=3000, n_minor=400)
+    a, _ = resample(df, "y", TYPES, "smote", 5, 0, knn_block=100)
+    b, _ = resample(df, "y", TYPES, "smote", 5, 0, knn_block=0)
+    assert (a["y"] == "minor").sum() == (b["y"] == "minor").sum() == 3000
+    assert not a.equals(b)
 
 
 def test_numeric_only_samplers_refuse_categoricals():

@@ -91,14 +91,20 @@ def test_class_absent_from_y_true(predicted_too):
     assert m["confusion_matrix"][4] == [0, 0, 0, 0, 0]
 
 
-def test_bootstrap_interval_is_percentile_of_multinomial_resamples():
+def test_bootstrap_interval_is_percentile_of_resamples_drawn_with_replacement(monkeypatch):
+    import sluice.evaluation.metrics as metrics_module
+
     y, p = random_data(100, 3, seed=8)
     n_boot, seed, alpha = 400, 11, 0.2
-    counts = np.random.default_rng(seed).multinomial(100, np.full(100, 0.01), size=n_boot)
+    rng = np.random.default_rng(seed)
+    counts = np.stack([np.bincount(rng.integers(0, 100, 100), minlength=100) for _ in range(400)])
     cis = bootstrap_metrics(y, p, n_boot=n_boot, seed=seed, alpha=alpha)
     for metric, ci in cis.items():
         samples = bootstrap_samples(y, p, counts, metric)
         assert ci == pytest.approx(tuple(np.percentile(samples, [10, 90])), abs=1e-12)
+    # Blocks of 3 resamples (as on a large test split): the same resamples, the same interval.
+    monkeypatch.setattr(metrics_module, "BOOTSTRAP_CELLS", 300)
+    assert bootstrap_metrics(y, p, n_boot=n_boot, seed=seed, alpha=alpha) == cis
 
 
 def test_weighted_auc_counts_ties_as_half():
