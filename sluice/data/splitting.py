@@ -29,8 +29,9 @@ def stratified_split(
     df = df.reset_index(drop=True)
     groups = feature_groups(df.drop(columns=[target]))
     distinct = np.flatnonzero(~groups.duplicated().to_numpy())  # one row per group
-    labels = df[target].to_numpy()
-    _check_class_sizes(pd.Series(labels[distinct]), has_duplicates=len(distinct) < len(df))
+    # Labels as integer codes in sorted order: the same strata as the labels, sorted fast.
+    labels, names = pd.factorize(df[target], sort=True)
+    _check_class_sizes(pd.Series(names[labels[distinct]]), has_duplicates=len(distinct) < len(df))
     # Positions, not frames: the table is copied once, into its three parts.
     rest, test = train_test_split(
         distinct, test_size=test_size, stratify=labels[distinct], random_state=seed
@@ -77,7 +78,9 @@ def _check_train_has_every_class(
     train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, target: str
 ) -> None:
     """Refuse a split whose val or test holds a class that train never shows the model."""
-    unseen = sorted(set(val[target]).union(test[target]) - set(train[target]))
+    unseen = sorted(
+        set(val[target].unique()).union(test[target].unique()) - set(train[target].unique())
+    )
     if unseen:
         label = unseen[0]
         n_val, n_test = int((val[target] == label).sum()), int((test[target] == label).sum())

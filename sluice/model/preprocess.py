@@ -10,6 +10,8 @@ import pandas as pd
 from sluice.data.columns import as_text
 from sluice.errors import SluiceError
 
+CHUNK_ROWS = 1 << 18  # rows transformed at once
+
 
 class Preprocessor:
     """Impute, scale and one-hot encode raw feature columns, fitted on training rows only.
@@ -73,8 +75,20 @@ class Preprocessor:
         return len(self.numeric) + sum(len(v) for v in self.categories_.values())
 
     def transform(self, df: pd.DataFrame, source: str = "input") -> np.ndarray:
-        """Turn raw feature columns into a float32 matrix (extra columns are ignored)."""
-        num = self._numeric_frame(df, source).to_numpy(dtype=np.float64)
+        """Turn raw feature columns into a float32 matrix (extra columns are ignored).
+
+        Rows are transformed a chunk at a time into the one output matrix, so that the float64
+        intermediates of a table of millions of rows never exist all at once.
+        """
+        self._check_columns(df, source)
+        out = np.empty((len(df), self.n_outputs), dtype=np.float32)
+        for start in range(0, len(df), CHUNK_ROWS):
+            rows = df.iloc[start : start + CHUNK_ROWS]
+            out[start : start + len(rows)] = self._transform_rows(rows, source, start)
+        return out
+
+    def _transform_rows(self, df: pd.DataFrame, source: str, offset: int) -> np.ndarray:
+        num = self._numeric_frame(df, source, offset).to_numpy(dtype=np.float64)
         num = np.where(np.isnan(num), self.medians_, num)
         if self.lambdas_ is not None:
             num = self._power(num)
@@ -100,7 +114,7 @@ class Preprocessor:
             ]
         return np.column_stack(cols) if cols else values
 
-    def _numeric_frame(self, df: pd.DataFrame, source: str) -> pd.DataFrame:
+    def _check_columns(self, df: pd.DataFrame, source: str) -> None:
         missing = [c for c in self.feature_types if c not in df.columns]
         if missing:
             shown = ", ".join(f"'{c}'" for c in missing[:10])
@@ -109,6 +123,11 @@ class Preprocessor:
                 f"{source}: missing required column(s) {shown}{more}; "
                 "give the same feature columns the model was trained on"
             )
+
+    def _numeric_frame(self, df: pd.DataFrame, source: str, offset: int = 0) -> pd.DataFrame:
+        """The numeric columns as float64; a value that is not a number is refused, naming its
+        row (``offset``: rows of the whole input before ``df``)."""
+        self._check_columns(df, source)
         num = df[self.numeric].apply(pd.to_numeric, errors="coerce")
         bad = num.isna() & df[self.numeric].notna()
         inf = np.isinf(num.to_numpy(dtype=np.float64, na_value=np.nan))
@@ -118,7 +137,7 @@ class Preprocessor:
             value = df[self.numeric].iat[row, col]
             raise SluiceError(
                 f"{source}: column '{self.numeric[col]}' has non-numeric value {value!r} "
-                f"(row {row + 1}); give a number or leave it empty"
+                f"(row {offset + row + 1}); give a number or leave it empty"
             )
         return num.astype(np.float64)
 

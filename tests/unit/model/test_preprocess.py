@@ -64,6 +64,23 @@ def test_non_numeric_values_are_named(bad):
         pre.transform(df)
 
 
+def test_large_inputs_are_transformed_in_chunks_to_the_same_matrix(monkeypatch):
+    import sluice.model.preprocess as preprocess
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.lognormal(size=1000), "color": rng.choice(["red", "blue"], 1000)})
+    df.loc[::7, "x"] = np.nan
+    pre = Preprocessor(TYPES, scaling="power").fit(df)
+    whole = pre.transform(df)
+    monkeypatch.setattr(preprocess, "CHUNK_ROWS", 64)
+    np.testing.assert_array_equal(pre.transform(df), whole)
+    assert pre.transform(df.iloc[:0]).shape == (0, 3)
+    bad = df.astype({"x": object})
+    bad.loc[900, "x"] = "abc"  # in the 15th chunk: the row number counts the rows before it
+    with pytest.raises(SluiceError, match=r"non-numeric value 'abc' \(row 901\)"):
+        pre.transform(bad)
+
+
 def test_encode_labels_refuses_unseen_labels():
     assert encode_labels(pd.Series(["b", "a"]), ["a", "b"], "s").tolist() == [1, 0]
     with pytest.raises(SluiceError, match="val.parquet: label\\(s\\) 'c' never seen"):
