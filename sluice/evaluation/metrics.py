@@ -7,7 +7,7 @@ K == 2 is binary with class 1 positive. Pure functions: no IO, logging or tracki
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -190,47 +190,57 @@ def _cm_metric(cm: np.ndarray, metric: str) -> np.ndarray:
     return _divide(2.0 * tp, actual + predicted, 0.0).mean(axis=1)
 
 
-def _weighted_auc(positive: np.ndarray, score: np.ndarray, w: np.ndarray) -> np.ndarray:
+def _auc_ranks(y_true: np.ndarray, y_prob: np.ndarray) -> list[tuple[np.ndarray, ...]]:
+    """What the weighted ROC AUC needs that no weight changes, computed once per model: for each
+    scored class (class 1 if binary, every class if not), the positive rows, the negative rows
+    in score order, and where each positive score falls among them (left and right ends)."""
+    cols = [1] if y_prob.shape[1] == 2 else range(y_prob.shape[1])
+    ranks = []
+    for c in cols:
+        score, positive = y_prob[:, c], y_true == c
+        negatives = np.flatnonzero(~positive)
+        order = negatives[np.argsort(score[negatives], kind="stable")]
+        pos = np.flatnonzero(positive)
+        lo = np.searchsorted(score[order], score[pos], side="left")
+        hi = np.searchsorted(score[order], score[pos], side="right")
+        ranks.append((pos, order, lo, hi))
+    return ranks
+
+
+def _weighted_auc(rank: tuple[np.ndarray, ...], w: np.ndarray) -> np.ndarray:
     """Weighted Mann-Whitney ROC AUC per weight row; ties count half; ``nan`` if undefined.
 
     AUC = sum over positives of w * (negative weight below + 0.5 * negative weight tied),
     divided by (total positive weight * total negative weight).
     """
-    order = np.argsort(score[~positive], kind="stable")
-    neg_scores = score[~positive][order]
-    neg_w = w[:, ~positive][:, order]
-    cum = np.zeros((w.shape[0], neg_w.shape[1] + 1))
-    np.cumsum(neg_w, axis=1, out=cum[:, 1:])
-    pos_scores = score[positive]
-    lo = np.searchsorted(neg_scores, pos_scores, side="left")
-    hi = np.searchsorted(neg_scores, pos_scores, side="right")
-    pos_w = w[:, positive]
+    pos, order, lo, hi = rank
+    cum = np.zeros((w.shape[0], len(order) + 1))
+    np.cumsum(w[:, order], axis=1, out=cum[:, 1:])
+    pos_w = w[:, pos]
     num = (pos_w * (cum[:, lo] + cum[:, hi])).sum(axis=1) * 0.5
     return _divide(num, pos_w.sum(axis=1) * cum[:, -1], np.nan)
 
 
-def _auc_samples(y_true: np.ndarray, y_prob: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """ROC AUC per weight row: class 1 for binary, one-vs-rest macro (``nan`` if any class is)."""
-    cols = [1] if y_prob.shape[1] == 2 else range(y_prob.shape[1])
-    per_class = [_weighted_auc(y_true == c, y_prob[:, c], w) for c in cols]
-    return np.mean(per_class, axis=0)
-
-
 def _weighted_metrics(
-    y_true: np.ndarray, y_prob: np.ndarray, w: np.ndarray, metrics: Sequence[str]
+    y_true: np.ndarray, y_prob: np.ndarray, blocks: Iterable[np.ndarray], metrics: Sequence[str]
 ) -> dict[str, np.ndarray]:
-    """Each requested metric for every weight row of ``w (B, n)``, sharing one confusion pass."""
+    """Each requested metric for every weight row of each ``(b, n)`` block of weights, in
+    order; the predictions' argmax and score order are worked out once for all blocks."""
     for m in metrics:
         if m not in BOOTSTRAP_METRICS:
             raise SluiceError(f"unknown metric {m!r}; choose from {', '.join(BOOTSTRAP_METRICS)}")
-    out: dict[str, np.ndarray] = {}
     cm_metrics = [m for m in metrics if m != "roc_auc"]
-    if cm_metrics:
-        cm = _weighted_confusion(y_true, y_prob.argmax(axis=1), y_prob.shape[1], w)
-        out.update({m: _cm_metric(cm, m) for m in cm_metrics})
-    if "roc_auc" in metrics:
-        out["roc_auc"] = _auc_samples(y_true, y_prob, w)
-    return out
+    predicted = y_prob.argmax(axis=1)
+    ranks = _auc_ranks(y_true, y_prob) if "roc_auc" in metrics else []
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in metrics}
+    for w in blocks:
+        if cm_metrics:
+            cm = _weighted_confusion(y_true, predicted, y_prob.shape[1], w)
+            for m in cm_metrics:
+                parts[m].append(_cm_metric(cm, m))
+        if ranks:  # class 1 if binary, else the one-vs-rest macro (nan if any class is)
+            parts["roc_auc"].append(np.mean([_weighted_auc(r, w) for r in ranks], axis=0))
+    return {m: np.concatenate(v) if v else np.empty(0) for m, v in parts.items()}
 
 
 def _resample_blocks(n: int, n_boot: int, seed: int) -> Iterator[np.ndarray]:
@@ -273,7 +283,7 @@ def bootstrap_samples(
     counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
     if counts.shape[1] != len(y_true):
         raise SluiceError(f"counts has {counts.shape[1]} columns for {len(y_true)} rows")
-    return _weighted_metrics(y_true, y_prob, counts, [metric])[metric]
+    return _weighted_metrics(y_true, y_prob, [counts], [metric])[metric]
 
 
 def bootstrap_metrics(
@@ -290,11 +300,9 @@ def bootstrap_metrics(
     metric is undefined (e.g. a class missing for ROC AUC) are dropped.
     """
     y_true, y_prob = _check(y_true, y_prob)
-    blocks = [
-        _weighted_metrics(y_true, y_prob, counts, list(metrics))
-        for counts in _resample_blocks(len(y_true), n_boot, seed)
-    ]
-    return {m: _interval(np.concatenate([b[m] for b in blocks] or [[]]), alpha) for m in metrics}
+    blocks = _resample_blocks(len(y_true), n_boot, seed)
+    samples = _weighted_metrics(y_true, y_prob, blocks, list(metrics))
+    return {m: _interval(samples[m], alpha) for m in metrics}
 
 
 def paired_bootstrap_delta(
@@ -317,10 +325,10 @@ def paired_bootstrap_delta(
     if prob_a.shape != prob_b.shape:
         raise SluiceError(f"models disagree on shape: {prob_a.shape} vs {prob_b.shape}")
     a, b = metric_value(y_true, prob_a, metric), metric_value(y_true, prob_b, metric)
-    deltas = [
-        bootstrap_samples(y_true, prob_b, counts, metric)
-        - bootstrap_samples(y_true, prob_a, counts, metric)
-        for counts in _resample_blocks(len(y_true), n_boot, seed)
+    # The same seed draws the same resamples for both models.
+    samples = [
+        _weighted_metrics(y_true, prob, _resample_blocks(len(y_true), n_boot, seed), [metric])
+        for prob in (prob_a, prob_b)
     ]
-    low, high = _interval(np.concatenate(deltas or [[]]), alpha)
+    low, high = _interval(samples[1][metric] - samples[0][metric], alpha)
     return {"a": a, "b": b, "delta": b - a, "low": low, "high": high, "n_boot": int(n_boot)}
