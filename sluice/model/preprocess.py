@@ -47,6 +47,7 @@ class Preprocessor:
 
     def fit(self, df: pd.DataFrame) -> Preprocessor:
         """Learn medians, means, scales and category lists from the training frame."""
+        self._check_columns(df, "training data")
         num = self._numeric_frame(df, "training data")
         self.medians_ = num.median().fillna(0.0).to_numpy(dtype=np.float64)
         values = num.fillna(dict(zip(self.numeric, self.medians_, strict=True)))
@@ -126,8 +127,7 @@ class Preprocessor:
 
     def _numeric_frame(self, df: pd.DataFrame, source: str, offset: int = 0) -> pd.DataFrame:
         """The numeric columns as float64; a value that is not a number is refused, naming its
-        row (``offset``: rows of the whole input before ``df``)."""
-        self._check_columns(df, source)
+        row (``offset``: rows of the whole input before ``df``). Columns are checked first."""
         num = df[self.numeric].apply(pd.to_numeric, errors="coerce")
         bad = num.isna() & df[self.numeric].notna()
         inf = np.isinf(num.to_numpy(dtype=np.float64, na_value=np.nan))
