@@ -71,8 +71,9 @@ def clean_table(
     out = typed_frame(run, df, features, declared)
     out = drop_missing_target(run, out)
     out[target] = merge_label_case(run, out[target])
-    out = drop_duplicates(run, out)
-    out = drop_conflicting_labels(run, out, features)
+    hashes = pd.util.hash_pandas_object(out[features], index=False)  # once, for both checks
+    out = drop_duplicates(run, out, hashes)
+    out = drop_conflicting_labels(run, out, features, hashes.loc[out.index])
     check_classes(run, out[target])
     out = drop_rare_classes(run, out).reset_index(drop=True)
     _finish_report(run, out, features)
@@ -146,11 +147,13 @@ def merge_label_case(run: _Cleaning, labels: pd.Series) -> pd.Series:
     return labels.mask(changed, labels.map(mapping)) if mapping else labels
 
 
-def drop_duplicates(run: _Cleaning, out: pd.DataFrame) -> pd.DataFrame:
+def drop_duplicates(run: _Cleaning, out: pd.DataFrame, feature_hashes: pd.Series) -> pd.DataFrame:
     """Exact duplicate rows (features and label): counted, and dropped when clean.duplicates is
     drop. Kept by default: in real data they are repeated observations (several people share a
-    profile), and dropping them would change how often each case is seen."""
-    dup = _duplicated(out, keep="first")
+    profile), and dropping them would change how often each case is seen.
+    ``feature_hashes``: each row's hash of its features."""
+    label = pd.util.hash_pandas_object(out[run.target], index=False).to_numpy()
+    dup = _duplicated(out, "first", feature_hashes.to_numpy() * _MIX ^ label)
     if run.cfg.duplicates == "keep":
         run.report["kept"]["duplicate"] = int(dup.sum())
         return out
@@ -158,11 +161,13 @@ def drop_duplicates(run: _Cleaning, out: pd.DataFrame) -> pd.DataFrame:
     return out[~dup]
 
 
-def drop_conflicting_labels(run: _Cleaning, out: pd.DataFrame, features: list[str]) -> pd.DataFrame:
+def drop_conflicting_labels(
+    run: _Cleaning, out: pd.DataFrame, features: list[str], feature_hashes: pd.Series
+) -> pd.DataFrame:
     """Rows whose identical features carry different labels: kept (the default), dropped, or
     refused. Kept, they are label noise that makes the problem probabilistic, which the model
     should learn as a probability; ``split`` keeps identical feature rows in one split."""
-    same = out[_duplicated(out[features], keep=False)]
+    same = out[_duplicated(out[features], False, feature_hashes.to_numpy())]
     groups = same.groupby(features, dropna=False, sort=False)
     conflict = groups[run.target].transform("nunique").to_numpy() > 1
     if run.cfg.conflicting_labels == "error" and conflict.any():
@@ -248,10 +253,15 @@ def _new_report(source: str, rows: int) -> dict[str, Any]:
     }
 
 
-def _duplicated(frame: pd.DataFrame, keep: Literal["first", False]) -> np.ndarray:
-    """``frame.duplicated(keep=keep)`` (NaN equals NaN), comparing only rows whose hashes match."""
-    hashes = pd.util.hash_pandas_object(frame, index=False)
-    maybe = hashes.duplicated(keep=False).to_numpy()
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # spreads a features hash before the label's joins it
+
+
+def _duplicated(
+    frame: pd.DataFrame, keep: Literal["first", False], hashes: np.ndarray
+) -> np.ndarray:
+    """``frame.duplicated(keep=keep)`` (NaN equals NaN), comparing only the rows whose
+    ``hashes`` (one uint64 per row, equal for equal rows) match another's."""
+    maybe = pd.Series(hashes).duplicated(keep=False).to_numpy()
     result = np.zeros(len(frame), dtype=bool)
     if maybe.any():
         result[maybe] = frame[maybe].duplicated(keep=keep).to_numpy()

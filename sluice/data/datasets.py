@@ -8,6 +8,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sluice.config import BUILTIN_DATASETS, DataConfig
@@ -120,17 +121,70 @@ def _check_short_rows(path: Path, width: int) -> None:
     """Refuse data rows with fewer fields than the header, which pandas pads with missing values.
 
     A short row is usually a broken line (an unquoted line break, a lost delimiter), and padding
-    it would shift values into the wrong columns' meaning without a word.
+    it would shift values into the wrong columns' meaning without a word. A file without quotes
+    or lone carriage returns (most machine-written CSVs) is checked by counting its bytes, a
+    block at a time; any other file line by line with the csv module.
     """
+    if _short_rows_by_bytes(path, width):
+        return
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         next((row for row in reader if row), None)  # the header
         for row in reader:
             if row and len(row) < width:
-                raise SluiceError(
-                    f"{path}: line {reader.line_num} has {len(row)} fields, the header has "
-                    f"{width}; fix the row (an empty value still needs its comma)"
-                )
+                _refuse_short(path, reader.line_num, len(row), width)
+
+
+def _short_rows_by_bytes(path: Path, width: int, block: int = 1 << 26) -> bool:
+    """The short-row check by counting commas per line with numpy. Returns False, having
+    checked nothing to trust, when the file holds a quote or a lone carriage return (a line
+    break that is not one, or one the csv module reads differently): the caller reads it then.
+    UTF-8 continuation bytes are never ASCII, so counting bytes counts characters."""
+    header_seen, line_no, carry = False, 0, b""
+    with path.open("rb") as handle:
+        if handle.read(3) != b"\xef\xbb\xbf":  # a byte-order mark is not part of the header
+            handle.seek(0)
+        while True:
+            chunk = handle.read(block)
+            data = carry + chunk
+            if not chunk:  # the last line may lack its line break
+                data += b"\n" if data else b""
+            if not data:
+                return True
+            buf = np.frombuffer(data, dtype=np.uint8)
+            ends = np.flatnonzero(buf == 10)
+            if not len(ends):
+                carry = data
+                continue
+            body, carry = buf[: ends[-1] + 1], data[ends[-1] + 1 :]
+            if b'"' in data or (b"\r" in data and _lone_carriage_returns(body)):
+                return False
+            starts = np.concatenate(([0], ends[:-1] + 1))
+            lengths = ends - starts - (buf[np.maximum(ends - 1, 0)] == 13)  # without \r\n
+            commas = np.flatnonzero(body == 44)
+            fields = np.diff(np.searchsorted(commas, ends), prepend=0) + 1
+            rows = np.flatnonzero(lengths > 0)
+            if not header_seen and len(rows):
+                header_seen, rows = True, rows[1:]
+            short = rows[fields[rows] < width]
+            if len(short):
+                _refuse_short(path, line_no + int(short[0]) + 1, int(fields[short[0]]), width)
+            line_no += len(ends)
+            if not chunk:
+                return True
+
+
+def _lone_carriage_returns(body: np.ndarray) -> bool:
+    """Whether a carriage return is not followed by a line feed (``body`` ends with one)."""
+    returns = np.flatnonzero(body == 13)
+    return bool(len(returns)) and bool((body[returns + 1] != 10).any())
+
+
+def _refuse_short(path: Path, line: int, fields: int, width: int) -> None:
+    raise SluiceError(
+        f"{path}: line {line} has {fields} fields, the header has {width}; "
+        "fix the row (an empty value still needs its comma)"
+    )
 
 
 def _parser_message(path: Path, exc: Exception) -> str:

@@ -176,3 +176,50 @@ def test_load_raw_refuses_dropping_target(tmp_path: Path) -> None:
 def test_load_raw_builtin_unknown_drop_column() -> None:
     with pytest.raises(SluiceError, match=r"built-in dataset digits.*'pixel_1'"):
         load_raw(DataConfig(name="digits", drop_columns=["pixel_1"]))
+
+
+def _short_row_by_csv_module(path: Path, width: int) -> tuple[int, int] | None:
+    """(line, fields) of the first short data row as the csv module reads the file."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        next((row for row in reader if row), None)
+        for row in reader:
+            if row and len(row) < width:
+                return reader.line_num, len(row)
+    return None
+
+
+def test_counting_bytes_finds_the_short_row_the_csv_module_finds(tmp_path: Path) -> None:
+    """Random files of blank lines, byte-order marks, CRLF and non-ASCII text, read in blocks
+    of a few bytes so that lines straddle blocks; files with quotes are left to the csv module."""
+    import random
+    import re
+
+    from sluice.data.datasets import _short_rows_by_bytes
+
+    rng, path, compared = random.Random(0), tmp_path / "data.csv", 0
+    for _ in range(600):
+        lines = [
+            ",".join(rng.choice(["", "é", "1", "x y"]) for _ in range(k)) if k else ""
+            for k in (rng.choice([0, 1, 2, 3, 3, 3, 4]) for _ in range(rng.randint(0, 10)))
+        ]
+        newline = rng.choice(["\n", "\r\n"])
+        text = newline.join(lines) + rng.choice(["", newline])
+        text = ("\ufeff" if rng.random() < 0.2 else "") + text
+        text = text.replace("x", '"x"') if rng.random() < 0.1 else text
+        path.write_bytes(text.encode())
+        expected = _short_row_by_csv_module(path, 3)
+        for block in (1, 5, 1 << 20):
+            try:
+                checked = _short_rows_by_bytes(path, 3, block)
+                found = None
+            except SluiceError as exc:
+                line, fields = re.search(r"line (\d+) has (\d+) fields", str(exc)).groups()
+                checked, found = True, (int(line), int(fields))
+            assert checked or '"' in text
+            if checked:
+                assert found == expected, (text, block)
+                compared += 1
+    assert compared > 1000
