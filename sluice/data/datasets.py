@@ -125,8 +125,12 @@ def _check_short_rows(path: Path, width: int) -> None:
     or lone carriage returns (most machine-written CSVs) is checked by counting its bytes, a
     block at a time; any other file line by line with the csv module.
     """
-    if _short_rows_by_bytes(path, width):
-        return
+    if not _short_rows_by_bytes(path, width):
+        _short_rows_by_csv(path, width)
+
+
+def _short_rows_by_csv(path: Path, width: int) -> None:
+    """The short-row check line by line with the csv module (quotes and all)."""
     with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.reader(handle)
         next((row for row in reader if row), None)  # the header

@@ -178,26 +178,25 @@ def test_load_raw_builtin_unknown_drop_column() -> None:
         load_raw(DataConfig(name="digits", drop_columns=["pixel_1"]))
 
 
-def _short_row_by_csv_module(path: Path, width: int) -> tuple[int, int] | None:
-    """(line, fields) of the first short data row as the csv module reads the file."""
-    import csv
+def _short_row(check, path: Path, block: int | None = None) -> tuple[bool, tuple[int, int] | None]:
+    """(checked, (line, fields) of the first short row or None) of a short-row check with a
+    header of three columns."""
+    import re
 
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle)
-        next((row for row in reader if row), None)
-        for row in reader:
-            if row and len(row) < width:
-                return reader.line_num, len(row)
-    return None
+    try:
+        checked = check(path, 3) if block is None else check(path, 3, block)
+    except SluiceError as exc:
+        line, fields = re.search(r"line (\d+) has (\d+) fields", str(exc)).groups()
+        return True, (int(line), int(fields))
+    return checked is not False, None
 
 
 def test_counting_bytes_finds_the_short_row_the_csv_module_finds(tmp_path: Path) -> None:
     """Random files of blank lines, byte-order marks, CRLF and non-ASCII text, read in blocks
     of a few bytes so that lines straddle blocks; files with quotes are left to the csv module."""
     import random
-    import re
 
-    from sluice.data.datasets import _short_rows_by_bytes
+    from sluice.data.datasets import _short_rows_by_bytes, _short_rows_by_csv
 
     rng, path, compared = random.Random(0), tmp_path / "data.csv", 0
     for _ in range(600):
@@ -210,14 +209,9 @@ def test_counting_bytes_finds_the_short_row_the_csv_module_finds(tmp_path: Path)
         text = ("\ufeff" if rng.random() < 0.2 else "") + text
         text = text.replace("x", '"x"') if rng.random() < 0.1 else text
         path.write_bytes(text.encode())
-        expected = _short_row_by_csv_module(path, 3)
+        _, expected = _short_row(_short_rows_by_csv, path)
         for block in (1, 5, 1 << 20):
-            try:
-                checked = _short_rows_by_bytes(path, 3, block)
-                found = None
-            except SluiceError as exc:
-                line, fields = re.search(r"line (\d+) has (\d+) fields", str(exc)).groups()
-                checked, found = True, (int(line), int(fields))
+            checked, found = _short_row(_short_rows_by_bytes, path, block)
             assert checked or '"' in text
             if checked:
                 assert found == expected, (text, block)
