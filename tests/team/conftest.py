@@ -165,7 +165,8 @@ def s3(tmp_path_factory) -> Iterator[S3]:
     """``rclone serve s3`` on loopback, serving a temporary folder (its subfolders are buckets)."""
     root = tmp_path_factory.mktemp("s3")
     (root / "data" / "sluice").mkdir(parents=True)
-    port, key, secret = free_port(), "sluice-test", secrets.token_urlsafe(16)
+    # Hex, not url-safe base64: a secret that starts with "-" reads as an option to `dvc remote`.
+    port, key, secret = free_port(), "sluice-test", secrets.token_hex(16)
     log = open(root / "rclone.log", "w")  # noqa: SIM115  (open while the server runs)
     proc = subprocess.Popen(
         [str(BIN / "rclone"), "serve", "s3", "--addr", f"127.0.0.1:{port}",
