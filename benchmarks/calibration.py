@@ -11,7 +11,10 @@ score about 0.03. Each seed therefore also reports ``ece_if_calibrated``: the me
 labels drawn from the model's own calibrated probabilities (per reliability bin: its row count
 and mean confidence), i.e. what a perfectly calibrated model with these confidences would score.
 The summary adds the ECE of all seeds' test rows pooled (five seeds of breast-cancer: 570 rows,
-the same 15 bins), where that noise is about half as large, with its own ``if calibrated``.
+the same 15 bins), where that noise is about half as large, with its own ``if calibrated``,
+and the test ECE of the pipeline's scikit-learn references (``evaluate.reference``: logistic
+regression, histogram gradient boosting, fitted on the same training rows): what the usual
+tools reach on the same splits.
 
     python benchmarks/calibration.py [--datasets digits-lt breast-cancer] [--seeds 0 1 2 3 4]
 
@@ -70,6 +73,11 @@ def run_seeds(dataset: str, seeds: list[int]) -> list[dict]:
                 "before": {k: m["uncalibrated"][k] for k in SCORES},
                 "ece_if_calibrated": ece_if_calibrated(bins, seed),
                 "bins": bins,
+                "references": {
+                    name: {k: scores[k] for k in SCORES}
+                    for name, scores in metrics.items()
+                    if name not in ("base", "finetuned")
+                },
             }
             note = project.read_json(f"models/{role}/model.json")["calibration"].get("note")
             if note:  # why the temperature was left at 1
@@ -131,6 +139,10 @@ def summarise(rows: list[dict]) -> dict:
         "ece": sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / rows_in_all,
         "ece_if_calibrated": ece_if_calibrated(bins),
     }
+    out["references"] = {
+        name: {k: statistics.mean(r["references"][name][k] for r in rows) for k in SCORES}
+        for name in rows[0]["references"]
+    }
     out["floor_met"] = out["after"]["ece"]["mean"] <= ECE_FLOOR and auc_change <= AUC_TOLERANCE
     return out
 
@@ -164,6 +176,11 @@ def main() -> None:
             f"{dataset:>14}: all seeds' {pooled['rows']} test rows pooled: ECE {pooled['ece']:.4f} "
             f"(if calibrated {pooled['ece_if_calibrated']:.4f})"
         )
+        for name, ref in s["references"].items():
+            print(
+                f"{dataset:>14}: reference {name}: test ECE {ref['ece']:.4f}, "
+                f"ROC AUC {ref['roc_auc']:.4f} (mean over seeds)"
+            )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,8 @@ PROJECT_DIRS = ("sluice", "stages", ".dvc")
 FAST_PARAMS = {
     "train": {"epochs": 4, "patience": 4, "checkpoint_every": 2, "threads": 1},
     "finetune": {"epochs": 2, "patience": 2},
-    "tune": {"trials": 0},  # tests of tuning set their own budget
+    # Tests of tuning set their own budget; their small tables are cross-validated in 2 folds.
+    "tune": {"trials": 0, "cv_folds": 2},
     "evaluate": {"bootstrap": 50},
     "promote": {"bootstrap": 100},
 }

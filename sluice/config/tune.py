@@ -76,6 +76,8 @@ class TuneConfig(Section):
     startup_trials: between(int, 1, 10_000) = 5
     pruner: Literal["median", "none"] = "median"
     warmup_epochs: between(int, 0, 100_000) = 5
+    cv_folds: between(int, 1, 100) = 5  # folds over train + val scoring trials on small tables
+    cv_below_rows: between(int, 0, 1_000_000_000) = 500  # ... whose val split is this small
     storage: str | None = None  # an Optuna storage URL: the study is shared by its workers
     space: TuneSpace = TuneSpace()
 

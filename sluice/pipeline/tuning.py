@@ -106,6 +106,8 @@ def _prepare(params: Params):
         types=types,
         classes=sorted_labels(list(report["classes"])),
     )
+    data.cross_validate(params.tune.cv_folds, params.tune.cv_below_rows, params.seed)
+    log.info("tune: trials are scored on %s", data.scored_on)
     name = study_name(params, [file_md5(paths.SPLITS[s]) for s in ("train", "val")])
     return name, Objective(params, data, families, default_arch)
 
@@ -135,6 +137,7 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
             _adopt_worker_runs(experiment_id, name, run.info.run_id)
         choice, report, best_run = study_result(study, objective.metric, name)
         report["timed_out"] = report["trials"] < params.tune.trials  # then machine-dependent
+        report["scored_on"] = objective.data.scored_on
         mlflow.log_params({f"chosen.{k}": v for k, v in flatten(choice).items()})
         mlflow.log_metrics(
             {
@@ -322,7 +325,7 @@ def _note(report: dict) -> str:
     return (
         f"Chosen by the tune stage: trial {report['best_trial']} of study {report['study']}\n"
         f"({report['complete']} complete, {report['pruned']} pruned trials), "
-        f"validation {report['metric']} {report['best_value']:.4f}"
+        f"{report['metric']} {report['best_value']:.4f} on {report['scored_on']}"
         f"{'; stopped by tune.timeout' if report.get('timed_out') else ''}.\n"
         "Written by dvc repro: set the study up in the tune: section of params.yaml."
     )
