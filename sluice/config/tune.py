@@ -77,7 +77,7 @@ class TuneConfig(Section):
     pruner: Literal["median", "none"] = "median"
     warmup_epochs: between(int, 0, 100_000) = 5
     cv_folds: between(int, 1, 100) = 5  # folds over train + val scoring trials on small tables
-    cv_below_rows: between(int, 0, 1_000_000_000) = 500  # ... whose val split is this small
+    cv_below_rows: between(int, 0, 1_000_000_000) = 250  # ... whose val split is this small
     storage: str | None = None  # an Optuna storage URL: the study is shared by its workers
     space: TuneSpace = TuneSpace()
 
