@@ -91,7 +91,7 @@ class Objective:
     Resampled training parts are kept per (method, part) and transformed arrays per (method,
     part, preprocessing), so a study resamples and transforms each variant once. With several
     parts (cross-validation) the score is the mean over the held-out parts, and the pruner
-    watches the first part's curve.
+    watches every part's curve (see ``_Reporter``).
     """
 
     params: Params
@@ -140,15 +140,14 @@ class Objective:
         sign = 1.0 if p.tune.metric == "log_loss" else -1.0  # the study's direction
         runs, best_epoch = [], 0
         for part in range(len(self.data.parts)):
-            report = _Reporter(trial, sign, curve) if part == 0 else None
+            kept = curve if part == 0 else None
+            report = _Reporter(trial, sign, kept, offset=part * p.train.epochs)
             scores, epoch = self._train_part(part, p, report)
             runs.append(scores)
             best_epoch = best_epoch or epoch
         return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}, best_epoch
 
-    def _train_part(
-        self, part: int, p: Params, report: _Reporter | None
-    ) -> tuple[dict[str, float], int]:
+    def _train_part(self, part: int, p: Params, report: _Reporter) -> tuple[dict[str, float], int]:
         d = self.data
         fit_rows = d.parts[part][0]
         frame = self._resample(p.resample.method, p.resample.k_neighbors, part)
@@ -201,14 +200,27 @@ class Objective:
 
 class _Reporter:
     """Per-epoch callback of ``fit``: keep the curve, report the validation loss to the pruner
-    (negated in a study that maximises), stop the trial when told."""
+    (negated in a study that maximises), stop the trial when told.
 
-    def __init__(self, trial: optuna.Trial, sign: float, curve: list[dict[str, float]]):
-        self.trial, self.sign, self.curve = trial, sign, curve
+    Fold f of a cross-validated trial reports epoch e at step ``offset + e`` with offset
+    f x epochs: every trial has the same folds, so a step compares like with like, and the
+    pruner can stop a trial in any fold. Only the first fold's curve is kept (``curve`` None
+    for the others).
+    """
+
+    def __init__(
+        self,
+        trial: optuna.Trial,
+        sign: float,
+        curve: list[dict[str, float]] | None,
+        offset: int = 0,
+    ):
+        self.trial, self.sign, self.curve, self.offset = trial, sign, curve, offset
 
     def __call__(self, record: dict[str, float]) -> None:
-        self.curve.append(record)
-        self.trial.report(self.sign * record["val_loss"], int(record["epoch"]))
+        if self.curve is not None:
+            self.curve.append(record)
+        self.trial.report(self.sign * record["val_loss"], self.offset + int(record["epoch"]))
         if self.trial.should_prune():
             raise optuna.TrialPruned()
 
