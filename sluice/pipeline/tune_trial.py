@@ -69,11 +69,13 @@ class TuneData:
 
         from sluice.data.splitting import feature_groups
 
+        if len(self.val) >= below_rows or folds < 2:
+            return  # before pooling and hashing: a large table's rows are never touched here
         pool = pd.concat([self.train, self.val], ignore_index=True)
         groups = feature_groups(pool.drop(columns=[self.target]))
         distinct = pool[self.target].astype(str)[~groups.duplicated()]
         k = min(folds, int(distinct.value_counts().min()))
-        if len(self.val) >= below_rows or k < 2:
+        if k < 2:
             return
         splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
         cuts = splitter.split(pool, pool[self.target].astype(str), groups.to_numpy())
