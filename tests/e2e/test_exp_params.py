@@ -14,7 +14,8 @@ OVERRIDES = {
 
 
 def test_exp_run_accepts_every_number_spelling(tmp_path):
-    project = make_project(tmp_path / "proj", {"data": {"name": "breast-cancer"}})
+    params = {"data": {"name": "breast-cancer"}, "evaluate": {"reference": [], "bootstrap": 0}}
+    project = make_project(tmp_path / "proj", params)
     sets = [arg for key, value in OVERRIDES.items() for arg in ("-S", f"{key}={value}")]
     project.run("dvc", "exp", "run", *sets)
     text = (project.path / "params.yaml").read_text()

@@ -2,8 +2,7 @@
 
 import pytest
 from pipeline_checks import *  # noqa: F403  (the shared checks are collected here)
-from pipeline_checks import run_pipeline
-from test_model_families import check_family_serves
+from pipeline_checks import check_family_serves, run_pipeline
 
 
 @pytest.fixture(scope="module")

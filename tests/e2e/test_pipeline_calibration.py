@@ -1,12 +1,17 @@
 """End-to-end calibration: `dvc repro` on breast-cancer with the cost rule; the temperature and
 threshold fitted on validation travel in the bundles, into the reports, MLflow, the registered
-versions and `sluice predict`."""
+versions and `sluice predict`.
+
+The pipeline trains the linear family, which the last test takes through registration,
+promotion, `sluice predict` and a served process (TabM, the default for tables, takes the same
+path in test_pipeline_binary): one `dvc repro` for both."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 from conftest import make_project
+from pipeline_checks import check_family_serves
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +23,7 @@ COSTS = {"fp": 1.0, "fn": 4.0}
 def pipeline(tmp_path_factory):
     params = {
         "data": {"name": "breast-cancer"},
+        "train": {"model": "linear"},
         "evaluate": {"threshold": "cost", "costs": COSTS, "reference": [], "bootstrap": 0},
     }
     project = make_project(tmp_path_factory.mktemp("calibration") / "proj", params)
@@ -88,3 +94,8 @@ def test_predict_labels_under_the_challengers_threshold(pipeline):
     project.run("sluice", "predict", "rows.csv", "-o", "preds.csv", "--model", "challenger")
     out = pd.read_csv(project.path / "preds.csv", dtype={"predicted": str})
     assert (out["predicted"] == (out["prob_1"] >= threshold).map({True: "1", False: "0"})).all()
+
+
+def test_linear_goes_from_training_to_serving(pipeline):
+    project, _ = pipeline
+    check_family_serves(project, "linear")
