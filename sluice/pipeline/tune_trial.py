@@ -108,37 +108,79 @@ class Objective:
         return self.params.tune.metric
 
     def __call__(self, trial: optuna.Trial) -> float:
+        p = self.params
+        choice = suggest_choice(trial, p.tune.space, self.families, p, self.default_arch)
+        scored = self._score(
+            trial, choice, f"trial {trial.number}", {"sluice.trial": str(trial.number)}
+        )
+        if scored is None:
+            raise optuna.TrialPruned(f"pruned at epoch {trial.user_attrs['epochs_run']}")
+        return scored["scores"][self.metric]
+
+    def score_defaults(self) -> list[dict[str, Any]]:
+        """params.yaml's own values, once per model family of the space, scored on the same
+        parts as the trials (never pruned): the candidates a trial must clearly beat
+        (``sluice.pipeline.tune_select``)."""
+        families = self.families or [None]
+        scored = []
+        for family in families:
+            choice = {"resample": {}, "train": {"model": family} if family else {}}
+            shown = family or self.default_arch
+            fixed = optuna.trial.FixedTrial({})
+            result = self._score(fixed, choice, f"defaults {shown}", {"sluice.defaults": shown})
+            scored.append({**result, "family": shown})
+            log.info("tune: defaults %s %.4f", shown, result["scores"][self.metric])
+        return scored
+
+    def _score(
+        self, trial: optuna.Trial, choice: dict, run_name: str, tags: dict[str, str]
+    ) -> dict[str, Any] | None:
+        """Train and score ``choice`` in a nested MLflow run; None when the pruner stopped it.
+
+        Returns ``{"choice", "scores", "fold_scores", "mlflow_run_id"}`` (also kept as the
+        trial's user attributes).
+        """
         import mlflow
 
         from sluice.tracking.store import run_tags
 
-        p = self.params
-        choice = suggest_choice(trial, p.tune.space, self.families, p, self.default_arch)
         trial.set_user_attr("choice", choice)
         curve: list[dict[str, float]] = []
-        tags = {**run_tags("tune"), "sluice.trial": str(trial.number)}
         started = time.perf_counter()
         experiment_id = mlflow.active_run().info.experiment_id  # the study's parent run
         with mlflow.start_run(
-            experiment_id=experiment_id, run_name=f"trial {trial.number}", nested=True, tags=tags
+            experiment_id=experiment_id,
+            run_name=run_name,
+            nested=True,
+            tags={**run_tags("tune"), **tags},
         ) as run:
             trial.set_user_attr("mlflow_run_id", run.info.run_id)
-            mlflow.log_params({"trial": trial.number, **flatten(choice)})
+            number = {"trial": trial.number} if "sluice.trial" in tags else {}
+            mlflow.log_params({**number, **flatten(choice)})
             try:
-                scores, best_epoch = self._train(trial, apply_tuned(p, choice), curve)
+                scores, best_epoch, folds = self._train(
+                    trial, apply_tuned(self.params, choice), curve
+                )
             except optuna.TrialPruned:
-                scores, best_epoch = None, 0
+                scores, best_epoch, folds = None, 0, []
             log_trial(curve, scores, best_epoch, time.perf_counter() - started)
+        trial.set_user_attr("epochs_run", len(curve))
         if scores is None:
-            raise optuna.TrialPruned(f"pruned at epoch {len(curve)}")
+            return None
         trial.set_user_attr("scores", scores)
-        return scores[self.metric]
+        trial.set_user_attr("fold_scores", folds)
+        return {
+            "choice": choice,
+            "scores": scores,
+            "fold_scores": folds,
+            "mlflow_run_id": run.info.run_id,
+        }
 
     def _train(
         self, trial: optuna.Trial, p: Params, curve: list[dict[str, float]]
-    ) -> tuple[dict[str, float], int]:
-        """The held-out scores of the trial's best epoch (means over the parts), and that
-        epoch (the first part's)."""
+    ) -> tuple[dict[str, float], int, list[float]]:
+        """The held-out scores of the trial's best epoch (means over the parts), that epoch
+        (the first part's), and each part's ``tune.metric``."""
         sign = 1.0 if p.tune.metric == "log_loss" else -1.0  # the study's direction
         runs, best_epoch = [], 0
         for part in range(len(self.data.parts)):
@@ -147,7 +189,8 @@ class Objective:
             scores, epoch = self._train_part(part, p, report)
             runs.append(scores)
             best_epoch = best_epoch or epoch
-        return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}, best_epoch
+        means = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+        return means, best_epoch, [r[self.metric] for r in runs]
 
     def _train_part(self, part: int, p: Params, report: _Reporter) -> tuple[dict[str, float], int]:
         d = self.data

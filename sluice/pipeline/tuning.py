@@ -13,7 +13,6 @@ depend on the machine's speed.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import warnings
 
@@ -30,6 +29,7 @@ from sluice.pipeline.tune_choice import (
     write_choice,
     write_skipped,
 )
+from sluice.pipeline.tune_select import study_result
 from sluice.tracking.grouping import PARENT_TAG
 
 log = logging.getLogger(__name__)
@@ -131,11 +131,15 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
         tune = params.tune.model_dump(exclude={"space", "storage"})
         space = {f"space.{k}": str(v) for k, v in params.tune.space.model_dump().items()}
         mlflow.log_params({"seed": params.seed, "study": name, **tune, **space})
+        cross_validated = len(objective.data.parts) > 1
+        defaults = objective.score_defaults() if cross_validated else None
         optimize(study, objective, params)
         if params.tune.storage is not None:  # a shared study: the workers' trials count too
             wait_for_running_trials(study)
             _adopt_worker_runs(experiment_id, name, run.info.run_id)
-        choice, report, best_run = study_result(study, objective.metric, name)
+        choice, report, best_run = study_result(study, objective.metric, name, defaults)
+        if cross_validated:
+            choice = train_on_folds(choice, params, len(objective.data.parts))
         report["timed_out"] = report["trials"] < params.tune.trials  # then machine-dependent
         report["scored_on"] = objective.data.scored_on
         mlflow.log_params({f"chosen.{k}": v for k, v in flatten(choice).items()})
@@ -149,7 +153,16 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
         if best_run:
             mlflow.MlflowClient().set_tag(best_run, "sluice.chosen", "true")
         write_choice(choice, _note(report), report)
-    log.info("tune: chose trial %d, %s", report["best_trial"], flatten(choice))
+    log.info("tune: chose %s, %s", report["chosen"], flatten(choice))
+
+
+def train_on_folds(choice: dict, params: Params, folds: int) -> dict:
+    """A cross-validated study's choice trains what its trials scored: one network per fold of
+    train + val (``train.folds``), unless params.yaml asks for folds itself or trains in
+    several processes (which ensembles cannot)."""
+    if params.train.folds > 1 or params.train.nproc > 1:
+        return choice
+    return {**choice, "train": {**choice.get("train", {}), "folds": folds}}
 
 
 def new_study(params: Params, name: str, worker: bool = False):
@@ -287,45 +300,12 @@ def optimize(study, objective, params: Params) -> None:
         )
 
 
-def study_result(study, metric: str, name: str) -> tuple[dict, dict, str | None]:
-    """The best trial's choice, and the study's summary for reports/tune.json.
-
-    The best trial has the best ``metric``; ties go to the better macro F1, then the lower log
-    loss, then the earlier trial (ROC AUC often ties on small validation splits).
-    """
-    from optuna.trial import TrialState
-
-    trials = study.get_trials(deepcopy=False)
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    if not complete:
-        raise SluiceError(
-            f"tune: study {name} has no complete trial; raise tune.timeout or tune.trials"
-        )
-    sign = -1.0 if metric == "log_loss" else 1.0
-    best = max(complete, key=lambda t: _rank(t.user_attrs["scores"], metric, sign, t.number))
-    report = {
-        "study": name,
-        "metric": metric,
-        "trials": len(complete) + sum(t.state == TrialState.PRUNED for t in trials),
-        "complete": len(complete),
-        "pruned": sum(t.state == TrialState.PRUNED for t in trials),
-        "best_trial": best.number,
-        "best_value": best.value,
-        **{f"best_val_{k}": v for k, v in best.user_attrs["scores"].items()},
-    }
-    return best.user_attrs["choice"], report, best.user_attrs.get("mlflow_run_id")
-
-
-def _rank(scores: dict[str, float], metric: str, sign: float, number: int) -> tuple:
-    keys = (sign * scores[metric], scores["f1_macro"], -scores["log_loss"])
-    return (*(-math.inf if math.isnan(v) else v for v in keys), -number)
-
-
 def _note(report: dict) -> str:
+    metric = report["metric"]
     return (
-        f"Chosen by the tune stage: trial {report['best_trial']} of study {report['study']}\n"
+        f"Chosen by the tune stage: {report['chosen']} of study {report['study']}\n"
         f"({report['complete']} complete, {report['pruned']} pruned trials), "
-        f"{report['metric']} {report['best_value']:.4f} on {report['scored_on']}"
+        f"{metric} {report[f'chosen_val_{metric}']:.4f} on {report['scored_on']}"
         f"{'; stopped by tune.timeout' if report.get('timed_out') else ''}.\n"
         "Written by dvc repro: set the study up in the tune: section of params.yaml."
     )

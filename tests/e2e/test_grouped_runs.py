@@ -70,10 +70,16 @@ def test_a_repro_is_one_parent_run_holding_every_model_reference_and_trial(group
     assert set(nested) == {"tune", "base", "finetuned", "logreg"}
     assert all(r.info.status == "FINISHED" for r in nested.values())
     trials = children(runs, nested["tune"])  # three levels: execution, study, trials
-    assert sorted(trials) == ["trial 0", "trial 1"]
-    # 114 validation rows: the trials were scored by cross-validation over train + val.
-    scored_on = project.read_json("reports/tune.json")["scored_on"]
-    assert scored_on == "2-fold cross-validation over train + val (455 rows)"
+    assert sorted(trials) == ["defaults mlp", "trial 0", "trial 1"]
+    # 114 validation rows: the trials were scored by cross-validation over train + val, beside
+    # params.yaml's own values, and the choice trains one network per fold.
+    report = project.read_json("reports/tune.json")
+    assert report["scored_on"] == "2-fold cross-validation over train + val (455 rows)"
+    assert set(report["defaults"]) == {"mlp"} and report["chosen"] in trials
+    assert trials[report["chosen"]].data.tags["sluice.chosen"] == "true"
+    for role in ("base", "finetuned"):
+        ensemble = project.read_json(f"models/{role}/model.json")["ensemble"]
+        assert ensemble["folds"] == ensemble["members"] == 2
     # The challenger's test metrics and every param in effect (the tuned ones included).
     role = first["registered"]["challenger"]["role"]
     assert repro.data.tags["sluice.challenger"] == role

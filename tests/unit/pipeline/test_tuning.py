@@ -19,7 +19,8 @@ from sluice.pipeline.tune_choice import (
     suggest_choice,
     write_choice,
 )
-from sluice.pipeline.tuning import new_study, optimize, study_result
+from sluice.pipeline.tune_select import paired_margin, study_result
+from sluice.pipeline.tuning import new_study, optimize, train_on_folds
 from sluice.tuned import apply_tuned, load_tuned_params
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -295,6 +296,67 @@ def test_the_best_trial_breaks_ties_on_macro_f1_then_log_loss():
             )
         )
     assert study_result(minimise, "log_loss", "s")[1]["best_trial"] == 3
+
+
+def _cv_study(fold_scores: list[list[float]]) -> optuna.Study:
+    """A minimising (log loss) study whose trials hold these per-fold scores."""
+    study = optuna.create_study()
+    for i, folds in enumerate(fold_scores):
+        mean = sum(folds) / len(folds)
+        scores = {"log_loss": mean, "f1_macro": 0.9}
+        attrs = {"scores": scores, "fold_scores": folds, "choice": {"train": {"lr": i}}}
+        study.add_trial(optuna.trial.create_trial(value=mean, user_attrs=attrs))
+    return study
+
+
+def _defaults(family: str, folds: list[float]) -> dict:
+    scores = {"log_loss": sum(folds) / len(folds), "f1_macro": 0.9}
+    choice = {"resample": {}, "train": {"model": family}}
+    return {
+        "family": family,
+        "choice": choice,
+        "scores": scores,
+        "fold_scores": folds,
+        "mlflow_run_id": f"run-{family}",
+    }
+
+
+def test_a_trial_replaces_the_defaults_only_when_it_beats_them_by_a_standard_error():
+    mlp, tabm = [0.060, 0.070, 0.050, 0.065], [0.080, 0.090, 0.070, 0.085]
+    defaults = [_defaults("tabm", tabm), _defaults("mlp", mlp)]  # mlp is the better default
+    # Better on every fold by about 0.01: clearly better, so the trial is chosen.
+    clear = _cv_study([[0.10] * 4, [0.051, 0.059, 0.041, 0.054]])
+    choice, report, run = study_result(clear, "log_loss", "s", defaults)
+    assert choice == {"train": {"lr": 1}} and report["chosen"] == "trial 1"
+    assert report["margin_over_defaults"] == pytest.approx(0.0100, abs=1e-4)
+    assert report["margin_over_defaults"] > report["margin_se"] > 0
+    assert report["defaults"] == {"tabm": pytest.approx(0.08125), "mlp": pytest.approx(0.06125)}
+    # Better on average, but by less than the spread of the per-fold differences: defaults.
+    noisy = _cv_study([[0.030, 0.090, 0.030, 0.080]])
+    choice, report, run = study_result(noisy, "log_loss", "s", defaults)
+    assert choice == {"resample": {}, "train": {"model": "mlp"}} and run == "run-mlp"
+    assert report["chosen"] == "defaults mlp" and report["best_trial"] == 0
+    assert report["chosen_val_log_loss"] == pytest.approx(0.06125)
+    assert 0 < report["margin_over_defaults"] <= report["margin_se"]
+    # Without defaults (a study on one validation split) the best trial is chosen.
+    assert study_result(noisy, "log_loss", "s")[1]["chosen"] == "trial 0"
+
+
+def test_the_margin_is_the_mean_per_fold_gain_and_its_standard_error():
+    margin, se = paired_margin([0.9, 0.8, 0.7], [0.8, 0.8, 0.8], sign=1.0)  # ROC AUC-like
+    assert margin == pytest.approx(0.0) and se == pytest.approx(0.1 / 3**0.5)
+    assert paired_margin([0.1, 0.2], [0.2, 0.4], sign=-1.0)[0] == pytest.approx(0.15)
+    assert all(v != v for v in paired_margin([0.9, float("nan")], [0.8, 0.8], sign=1.0))
+
+
+def test_a_cross_validated_choice_trains_one_network_per_fold_unless_params_say_otherwise():
+    choice = {"resample": {"method": "smote"}, "train": {"lr": 0.01}}
+    assert train_on_folds(choice, params_with(), 5) == {
+        "resample": {"method": "smote"},
+        "train": {"lr": 0.01, "folds": 5},
+    }
+    assert train_on_folds(choice, params_with(train={"folds": 3}), 5) == choice
+    assert train_on_folds(choice, params_with(train={"nproc": 2}), 5) == choice
 
 
 def _table(rows: int, seed: int = 0):
