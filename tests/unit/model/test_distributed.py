@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 
@@ -74,7 +75,14 @@ def two_ranks(tmp_path_factory):
     launch.register_loopback_rendezvous()
     config = launch.launch_config(TrainConfig(max_restarts=0), 2, "train")
     os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
-    out = elastic_launch(config, both_models)(str(tmp_path_factory.mktemp("ckpt")))
+    # The launcher installs its own handlers for these signals in this process; put ours back.
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+    saved = {sig: signal.getsignal(sig) for sig in signals}
+    try:
+        out = elastic_launch(config, both_models)(str(tmp_path_factory.mktemp("ckpt")))
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
     return out[0], out[1]
 
 
