@@ -28,48 +28,21 @@ class Terminated(BaseException):
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
-# Signals whose exception was raised; CPython swallows an exception raised while a finaliser
-# or a weakref callback runs ("Exception ignored in ..."), so a Ctrl-C landing there is lost
-# unless a loop asks again (:func:`raise_pending_signal`).
-_PENDING: list[BaseException] = []
-
-
 def _raise_terminated(signum: int, frame: object) -> None:
-    _PENDING.append(Terminated(signum))
     raise Terminated(signum)
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    _PENDING.append(KeyboardInterrupt())
-    raise KeyboardInterrupt
-
-
-def raise_pending_signal() -> None:
-    """Raise again a Ctrl-C or SIGTERM whose first exception was swallowed: long loops call
-    this once per step, so a stage never trains on after it was told to stop."""
-    if _PENDING:
-        raise _PENDING[0]
 
 
 @contextmanager
 def _sigterm_raises() -> Iterator[None]:
-    """Within the block, SIGTERM raises :class:`Terminated` and Ctrl-C KeyboardInterrupt, both
-    remembered for :func:`raise_pending_signal` (main thread only; then restored). A Ctrl-C
-    that the parent made this process ignore stays ignored."""
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only; then restored)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
-    interrupt = signal.getsignal(signal.SIGINT)
-    if interrupt is signal.default_int_handler:
-        signal.signal(signal.SIGINT, _raise_interrupted)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if interrupt is signal.default_int_handler:
-            signal.signal(signal.SIGINT, interrupt)
-        _PENDING.clear()
 
 
 def debugging() -> bool:

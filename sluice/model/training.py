@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from sluice.errors import raise_pending_signal
 from sluice.model import distributed as dp
 from sluice.model.checkpoint import resume, save_from_main
 from sluice.model.nets import set_frozen_to_eval
@@ -257,7 +256,6 @@ def fit(
     model = dp.wrap(net, world, device)
     start = resume(checkpoint_path, asdict(s), net, opt, sched, gen, state, world)
     for epoch in range(start, s.epochs):
-        raise_pending_signal()  # a Ctrl-C swallowed during the last epoch stops here
         dp.fail_for_test(epoch + 1, world)
         train_loss = _train_epoch(model, opt, sched, loss_fn, (X_tr, y_tr), s, gen, amp)
         scores = eval_step(net, X_val, y_val, n_classes) if world.is_main else None

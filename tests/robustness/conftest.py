@@ -169,7 +169,24 @@ def start(project: Project, *args: str, env: dict[str, str] | None = None) -> su
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=_foreground_signals,
     )
+
+
+def _foreground_signals() -> None:
+    """Ctrl-C and Ctrl-\\ as a terminal's foreground job receives them: handled by default and
+    not blocked. A suite started in the background by a non-interactive shell (`make test &`)
+    ignores both, and a child inherits what it ignores and what it blocks."""
+    terminal = {signal.SIGINT, signal.SIGQUIT}
+    for sig in terminal:
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, terminal)
+
+
+def signal_state(pid: int) -> str:
+    """The ignored, blocked and caught signal masks of a process (for failure messages)."""
+    status = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return " ".join(line for line in status if line.startswith(("SigIgn", "SigBlk", "SigCgt")))
 
 
 def wait_for(condition: Callable[[], bool], proc: subprocess.Popen, timeout: float = 120) -> None:

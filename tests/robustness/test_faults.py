@@ -5,6 +5,7 @@ resample stages are done, with training long enough (hundreds of quick epochs) t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ from .conftest import (
     model_versions,
     outputs_from,
     runs_by_status,
+    signal_state,
     start,
     temp_leftovers,
     wait_for,
@@ -48,11 +50,18 @@ def _weights(project, role: str = "base") -> dict[str, torch.Tensor]:
 def _interrupt_after_checkpoint(project, sig: int) -> tuple[int, str]:
     """Start `dvc repro`, send ``sig`` to its process group (dvc and the stage, as a terminal
     does) once training has saved a checkpoint; return the exit code and stderr."""
+    import psutil
+
     proc = start(project, "dvc", "repro")
     wait_for(lambda: bool(checkpoints(project)), proc)
+    group = [proc.pid, *(c.pid for c in psutil.Process(proc.pid).children(recursive=True))]
+    states = []
+    for pid in group:
+        with contextlib.suppress(FileNotFoundError):
+            states.append(f"{pid}: {signal_state(pid)}")
     os.killpg(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
-    return proc.returncode, err
+    return proc.returncode, err + "\nsignal state at the signal: " + "; ".join(states)
 
 
 def _epochs_logged(project, role: str = "base") -> int:
