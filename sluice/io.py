@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -19,21 +22,121 @@ from sluice.errors import SluiceError
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success rename it over ``path``.
+    """Yield a temporary sibling of file ``path``; on success move it durably over ``path``.
 
-    Works for files and directories. On failure the temporary is removed and ``path`` untouched.
+    The new file is flushed to disk before the rename and the folder entry after it, so a crash
+    leaves the old file or the new one. On failure the temporary is removed and ``path`` untouched.
+
+    Raises:
+        SluiceError: ``path`` is an existing directory (never replaced by a file, never deleted).
     """
     path = Path(path)
+    _refuse_directory(path)
+    with _sibling(path) as target:
+        yield target
+        _refuse_directory(path)  # made while the caller was writing
+        _fsync_tree(target)
+        os.replace(target, path)
+        _fsync(path.parent)
+
+
+@contextmanager
+def atomic_dir(path: str | Path, owned: Callable[[Path], bool]) -> Iterator[Path]:
+    """Yield a temporary sibling for directory ``path``; on success swap it in durably.
+
+    An existing ``path`` is replaced only when ``owned(path)`` says it is an output of the same
+    kind (e.g. a model bundle); the swap is one atomic exchange of the two folder entries where
+    the file system supports it, so there is no moment without either version.
+
+    Raises:
+        SluiceError: ``path`` exists and is not ``owned`` (left untouched).
+    """
+    path = Path(path)
+    _refuse_foreign(path, owned)
+    with _sibling(path) as target:
+        yield target
+        _refuse_foreign(path, owned)
+        _fsync_tree(target)
+        if path.exists():
+            _exchange(target, path)  # the old version is now at ``target`` and goes with it
+        else:
+            os.replace(target, path)
+        _fsync(path.parent)
+
+
+@contextmanager
+def _sibling(path: Path) -> Iterator[Path]:
+    """A name in a fresh hidden folder beside ``path``, removed (with what is left) at the end."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    target = tmp / path.name
     try:
-        yield target
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        os.replace(target, path)
+        yield tmp / path.name
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _refuse_directory(path: Path) -> None:
+    if path.is_dir():
+        raise SluiceError(
+            f"{path} is a directory; refusing to replace it with a file (nothing was written): "
+            f"give a file path, e.g. {path / 'predictions.csv'}"
+        )
+
+
+def _refuse_foreign(path: Path, owned: Callable[[Path], bool]) -> None:
+    if (path.exists() or path.is_symlink()) and (path.is_symlink() or not owned(path)):
+        raise SluiceError(
+            f"{path} exists and is not an output sluice wrote; refusing to replace it "
+            "(nothing was written): move it away or choose another path"
+        )
+
+
+def _exchange(new: Path, old: Path) -> None:
+    """Swap two folder entries atomically (Linux ``renameat2(RENAME_EXCHANGE)``).
+
+    Where the call is missing or the file system refuses it, the old entry is moved aside into
+    ``new``'s place first: a moment without ``old`` that the atomic exchange avoids.
+    """
+    if _renameat2 is not None:
+        at_fdcwd, rename_exchange = -100, 2
+        if _renameat2(at_fdcwd, os.fsencode(new), at_fdcwd, os.fsencode(old), rename_exchange) == 0:
+            return
+        err = ctypes.get_errno()
+        if err not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(err, os.strerror(err), str(old))
+    aside = new.with_name(new.name + ".old")
+    os.rename(old, aside)
+    os.rename(new, old)
+    os.rename(aside, new)
+
+
+def _load_renameat2() -> Callable[..., int] | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not glibc >= 2.28, or not Linux
+        return None
+
+
+_renameat2 = _load_renameat2() if sys.platform.startswith("linux") else None
+
+
+def _fsync_tree(path: Path) -> None:
+    """Flush a file, or every file and folder under a directory, to disk."""
+    if path.is_dir():
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                _fsync(Path(root) / name)
+            _fsync(Path(root))
+    else:
+        _fsync(path)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | Path, obj: Any) -> None:

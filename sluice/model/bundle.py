@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from sluice.errors import SluiceError
-from sluice.io import atomic_path, file_sha256
+from sluice.io import atomic_dir, file_sha256
 from sluice.model.ensemble import build_model
 from sluice.model.preprocess import Preprocessor
 from sluice.model.training import predict_proba
@@ -102,13 +102,21 @@ def _check_decision(temperature: float, threshold: float | None, n_classes: int)
 
 
 def save_bundle(path: str | Path, net: torch.nn.Module, spec: dict[str, Any]) -> None:
-    """Write weights and spec into directory ``path`` atomically (all or nothing)."""
-    with atomic_path(path) as tmp:
+    """Write weights and spec into directory ``path`` atomically (all or nothing).
+
+    An existing ``path`` is replaced only when it holds a bundle (never another folder).
+    """
+    with atomic_dir(path, owned=is_bundle) as tmp:
         tmp.mkdir()
         state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
         torch.save(state, tmp / "model.pt")
         full = {"format": FORMAT_VERSION, **spec, "weights_sha256": file_sha256(tmp / "model.pt")}
         (tmp / "model.json").write_text(json.dumps(full, indent=2) + "\n")
+
+
+def is_bundle(path: Path) -> bool:
+    """Whether folder ``path`` holds a sluice model bundle (its spec file)."""
+    return (path / "model.json").is_file()
 
 
 def load_bundle(path: str | Path) -> Classifier:

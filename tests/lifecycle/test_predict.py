@@ -106,6 +106,19 @@ def test_a_bad_value_in_a_later_chunk_leaves_the_old_output_untouched(scored):
     assert [p.name for p in project.root.iterdir() if p.name.startswith(".out.csv")] == []
 
 
+def test_an_existing_folder_as_output_is_refused_and_kept(scored):
+    project, _ = scored
+    results = project.root / "results"
+    results.mkdir()
+    (results / "raw.csv").write_text("precious\n")
+    result = cli("predict", "data.csv", "-o", "results", "--no-progress")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: results is a directory; refusing to replace it")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert [p.name for p in results.iterdir()] == ["raw.csv"]
+    assert (results / "raw.csv").read_text() == "precious\n"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "not found"), ("", "is empty"), ("a,b\n1,2\n", "missing required column(s)")],

@@ -4,11 +4,16 @@ cut short (an error or Ctrl-C) leaves no temporary behind."""
 from __future__ import annotations
 
 import json
+import os
+import threading
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from sluice.io import atomic_path, read_table, write_json, write_table
+from sluice.errors import SluiceError
+from sluice.io import atomic_dir, atomic_path, read_table, write_json, write_table
+from sluice.model.bundle import is_bundle
 
 
 @pytest.mark.parametrize("interruption", [RuntimeError, KeyboardInterrupt])
@@ -24,10 +29,10 @@ def test_interrupted_file_write_keeps_the_previous_file(tmp_path, interruption):
 
 def test_interrupted_directory_write_keeps_the_previous_bundle(tmp_path):
     target = tmp_path / "models" / "base"
-    with atomic_path(target) as tmp:
+    with atomic_dir(target, owned=is_bundle) as tmp:
         tmp.mkdir()
         (tmp / "model.json").write_text("old")
-    with pytest.raises(KeyboardInterrupt), atomic_path(target) as tmp:
+    with pytest.raises(KeyboardInterrupt), atomic_dir(target, owned=is_bundle) as tmp:
         tmp.mkdir()
         (tmp / "model.json").write_text("new")
         raise KeyboardInterrupt
@@ -41,3 +46,87 @@ def test_completed_write_replaces_and_cleans_up(tmp_path):
     write_table(target, pd.DataFrame({"a": [3]}))
     assert read_table(target)["a"].tolist() == [3]
     assert [p.name for p in target.parent.iterdir()] == ["train.parquet"]
+
+
+def test_file_write_never_replaces_a_directory(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    (folder / "raw.csv").write_text("precious\n")
+    refused = pytest.raises(SluiceError, match=r"results is a directory; refusing")
+    with refused, atomic_path(folder) as tmp:
+        tmp.write_text("predicted\n1\n")
+    assert (folder / "raw.csv").read_text() == "precious\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["results"]
+
+
+def test_file_write_refuses_a_directory_made_while_writing(tmp_path):
+    target = tmp_path / "out.csv"
+    with pytest.raises(SluiceError, match="is a directory"), atomic_path(target) as tmp:
+        tmp.write_text("a\n")
+        target.mkdir()
+        (target / "keep.txt").write_text("keep")
+    assert (target / "keep.txt").read_text() == "keep"
+
+
+def test_directory_write_never_replaces_a_folder_it_did_not_write(tmp_path):
+    folder = tmp_path / "models" / "base"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("mine")
+    foreign = "not an output sluice wrote"
+    with pytest.raises(SluiceError, match=foreign), atomic_dir(folder, owned=is_bundle) as tmp:
+        tmp.mkdir()
+        (tmp / "model.json").write_text("{}")
+    assert [p.name for p in folder.iterdir()] == ["notes.txt"]
+    plain = tmp_path / "models" / "finetuned"
+    plain.write_text("a file")
+    with pytest.raises(SluiceError, match=foreign), atomic_dir(plain, owned=is_bundle) as tmp:
+        tmp.mkdir()
+    assert plain.read_text() == "a file"
+
+
+def test_directory_replacement_is_never_missing(tmp_path):
+    """A reader polling the bundle folder sees the old or the new one at every moment."""
+    target = tmp_path / "base"
+    seen_missing, stop = [], threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if not (target / "model.json").exists():
+                seen_missing.append(True)
+
+    def write(version: int) -> None:
+        with atomic_dir(target, owned=is_bundle) as tmp:
+            tmp.mkdir()
+            (tmp / "model.json").write_text(str(version))
+
+    write(0)
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        for version in range(1, 300):
+            write(version)
+    finally:
+        stop.set()
+        watcher.join()
+    assert not seen_missing
+    assert (target / "model.json").read_text() == "299"
+    assert [p.name for p in tmp_path.iterdir()] == ["base"]
+
+
+def test_writes_are_flushed_before_the_rename(tmp_path, monkeypatch):
+    flushed: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def record_fsync(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    def record_replace(src, dst) -> None:
+        flushed.append(f"replace {Path(dst).name}")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", record_fsync)
+    monkeypatch.setattr(os, "replace", record_replace)
+    write_json(tmp_path / "metrics.json", {"a": 1})
+    assert flushed[-2:] == ["replace metrics.json", str(tmp_path)]
+    assert flushed[0].endswith("/metrics.json") and flushed[0] != str(tmp_path / "metrics.json")
