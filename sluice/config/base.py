@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from sluice.errors import SluiceError
 
-BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer")
+BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer", "reviews")
 NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
 LOWER_IS_BETTER = ("ece", "brier")  # calibration: a guard's tolerance is the largest increase
 GATE_METRICS = ("roc_auc", "f1_macro", "balanced_accuracy", "accuracy", *LOWER_IS_BETTER)

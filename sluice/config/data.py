@@ -6,16 +6,16 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from sluice.config.base import Section, between
+from sluice.config.base import BUILTIN_DATASETS, Section, between
 from sluice.config.base import bad as _bad
 
 
 class DataConfig(Section):
-    name: Literal["digits-lt", "digits", "breast-cancer"] = "digits-lt"
+    name: Literal[BUILTIN_DATASETS] = "digits-lt"
     path: str | None = None
     target: str | None = None
     imbalance_factor: between(float, 1.0, 1000.0) = 10.0
-    columns: dict[str, Literal["numeric", "categorical"]] = {}
+    columns: dict[str, Literal["numeric", "categorical", "text"]] = {}
     drop_columns: list[str] = []
     max_categories: between(int, 2, 10_000) = 50
 

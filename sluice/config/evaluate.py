@@ -34,7 +34,10 @@ class LatencyRepeats(Section):
 
 class EvaluateConfig(Section):
     bootstrap: between(int, 0, 100_000) = 1000
-    reference: list[Literal["logreg", "hgb"]] = ["logreg", "hgb"]
+    # On a table with text columns logreg is fitted as tfidf_logreg and hgb on the numeric and
+    # one-hot columns only (skipped when there are none); without text, tfidf_logreg is logreg
+    # (sluice.evaluation.scoring.resolve_reference).
+    reference: list[Literal["logreg", "hgb", "tfidf_logreg"]] = ["logreg", "hgb"]
     reference_rows: between(int, 0, 1_000_000_000) = 1_000_000
     threshold: Literal["argmax", "f1", "youden", "cost"] = "f1"
     costs: DecisionCosts = DecisionCosts()

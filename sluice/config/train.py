@@ -18,8 +18,24 @@ _ENDPOINT = re.compile(r"[\w.-]+:\d{1,5}")
 Widths = Annotated[list[between(int, 1, 1_000_000)], Field(min_length=1)]
 
 
+class TextConfig(Section):
+    """Text columns: their vocabulary and length, and the text families' networks."""
+
+    max_vocab: between(int, 3, 10_000_000) = (
+        30_000  # words kept per text column (with <pad>, <unk>)
+    )
+    min_count: between(int, 1, 1_000_000) = 2  # fewest training occurrences of a kept word
+    max_len: between(int, 1, 100_000) = 256  # tokens kept per text (at most)
+    len_percentile: between(float, 1.0, 100.0) = 95.0  # ... of the training texts' lengths
+    embedding: between(int, 1, 4096) = 64  # token embedding size
+    hidden: between(int, 1, 4096) = 64  # bilstm: state size per direction
+    layers: between(int, 1, 8) = 1  # bilstm: stacked bidirectional layers
+    cell: Literal["lstm", "gru"] = "lstm"  # bilstm: recurrent cell
+    buckets: between(int, 1, 1 << 24) = 1 << 15  # ngram: hashed word-bigram buckets
+
+
 class TrainConfig(Section):
-    model: Literal["auto", "tabm", "mlp", "linear", "cnn"] = "auto"
+    model: Literal["auto", "tabm", "mlp", "linear", "cnn", "bilstm", "ngram"] = "auto"
     hidden: Widths = [256, 128]
     channels: Widths = [16, 32, 32]
     k: between(int, 1, 128) = 8
@@ -49,6 +65,7 @@ class TrainConfig(Section):
     nnodes: between(int, 1, 1024) = 1  # nodes that join rdzv_endpoint
     folds: between(int, 1, 100) = 1  # > 1: one network per stratified fold of train + val
     ensemble_seeds: between(int, 1, 100) = 1  # networks per fold, each with its own seed
+    text: TextConfig = TextConfig()
 
     @model_validator(mode="after")
     def _one_process_per_ensemble(self) -> TrainConfig:

@@ -17,6 +17,7 @@ import pandas as pd
 from sluice.config import CleanConfig
 from sluice.data.columns import (
     COLUMN_TYPES,
+    TEXT_RULE,
     as_text,
     describe_types,
     feature_types,
@@ -95,7 +96,7 @@ def check_columns(run: _Cleaning, df: pd.DataFrame, declared: dict[str, str]) ->
                 "fix the name or remove it from data.columns"
             )
         if kind not in COLUMN_TYPES:
-            raise run.fail(f"data.columns.{col} is {_q(kind)}; use numeric or categorical")
+            raise run.fail(f"data.columns.{col} is {_q(kind)}; use numeric, categorical or text")
     if run.target in declared:
         log.warning("%s: data.columns entry for target %r ignored", run.source, run.target)
     features = [col for col in df.columns if col != run.target]
@@ -247,6 +248,7 @@ def _new_report(source: str, rows: int) -> dict[str, Any]:
         "fixed": dict.fromkeys(FIX_REASONS, 0),
         "kept": dict.fromkeys(KEEP_REASONS, 0),
         "columns": {},
+        "text_rule": TEXT_RULE,
         "classes": {},
         "label_merges": {},
         "dropped_classes": [],

@@ -1,4 +1,5 @@
-"""Column typing: which feature columns are numeric or categorical, and their values as such.
+"""Column typing: which feature columns are numeric, categorical or free text, and their values
+as such.
 
 Shared by cleaning and by the model's preprocessing (``as_text`` is the one spelling of a
 category or label), so a value means the same in training and in serving.
@@ -11,9 +12,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sluice.data.text import (
+    TEXT_MIN_DISTINCT,
+    TEXT_MIN_WORDS,
+    is_text,
+    normalize_text,
+    text_profile,
+)
 from sluice.errors import SluiceError
 
-COLUMN_TYPES = ("numeric", "categorical")
+COLUMN_TYPES = ("numeric", "categorical", "text")
+# What the inference rule for text looks at, recorded in the cleaning report.
+TEXT_RULE = {
+    "rule": "a column that is not numeric is text when its values average at least "
+    f"{TEXT_MIN_WORDS:g} words and at least {TEXT_MIN_DISTINCT:.0%} of them are distinct",
+    "min_mean_words": TEXT_MIN_WORDS,
+    "min_distinct": TEXT_MIN_DISTINCT,
+}
 NUMERIC_SHARE = 0.95
 _BAD_VALUE_FIX = (
     "fix the file, declare the column categorical in data.columns, or set clean.bad_values: missing"
@@ -23,18 +38,21 @@ _BAD_VALUE_FIX = (
 def type_column(
     s: pd.Series, col: str, declared: str | None, bad_values: str, source: str, report: dict
 ) -> pd.Series:
-    """Type one feature column and convert it: float64 for numeric, stripped text otherwise.
+    """Type one feature column and convert it: float64 for numeric, stripped strings for
+    categorical, normalised strings for text (NFKC, single spaces; a missing text is "").
 
-    Records the column's type in ``report["columns"]`` and the values made missing in
-    ``report["fixed"]``. Text or inf in a numeric column is an error unless ``bad_values`` is
-    ``missing``.
+    Records the column's type in ``report["columns"]`` (with the text rule's measurements for an
+    inferred column that is not numeric) and the values made missing in ``report["fixed"]``.
+    Text or inf in a numeric column is an error unless ``bad_values`` is ``missing``.
     """
     if s.dtype == object:
         s = s.infer_objects()  # hand-built frames: a column of Python floats becomes float64
-    textual = declared == "categorical" or (not declared and pd.api.types.is_bool_dtype(s))
+    textual = declared in ("categorical", "text") or (
+        not declared and pd.api.types.is_bool_dtype(s)
+    )
     numbers = None if textual else _numbers(s)
     kind = declared or _infer(numbers)
-    report["columns"][col] = {"type": kind, "inferred": declared is None, "missing": 0}
+    info = report["columns"][col] = {"type": kind, "inferred": declared is None, "missing": 0}
     if kind == "numeric":
         values = _to_float(s, numbers, col, bad_values, source, report["fixed"])
     else:
@@ -44,6 +62,12 @@ def type_column(
             f"{source}: column {quote(col)} is empty (all values missing); "
             "drop it with data.drop_columns"
         )
+    if kind == "categorical" and declared is None and not pd.api.types.is_bool_dtype(s):
+        info["text_profile"] = text_profile(values)
+        if is_text(info["text_profile"]):
+            kind = info["type"] = "text"
+    if kind == "text":
+        values = values.map(normalize_text, na_action="ignore").fillna("")
     return values
 
 
@@ -73,7 +97,8 @@ def _to_float(
 
 
 def feature_types(report: dict[str, Any]) -> dict[str, str]:
-    """Map each feature column to "numeric" or "categorical", from a clean_table report."""
+    """Map each feature column to "numeric", "categorical" or "text", from a clean_table
+    report."""
     return {name: info["type"] for name, info in report["columns"].items()}
 
 

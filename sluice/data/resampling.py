@@ -16,6 +16,19 @@ log = logging.getLogger(__name__)
 SYNTHETIC = ("smote", "borderline_smote", "adasyn", "smote_tomek", "smote_enn", "gan")
 APPENDING = ("smote", "borderline_smote", "adasyn", "gan")  # originals first, then new rows
 MISSING_CATEGORY = "__missing__"
+# Samplers that copy or drop whole rows: the only ones that can keep a text column meaningful
+# (interpolating between two reviews, or generating one, makes no text).
+TEXT_METHODS = ("none", "random_over", "random_under")
+
+
+def check_text_method(method: str, feature_types: Mapping[str, str]) -> None:
+    """Refuse a sampler that would make rows up when the table has a text column."""
+    text = [c for c, t in feature_types.items() if t == "text"]
+    if text and method not in TEXT_METHODS:
+        raise SluiceError(
+            f"resample.method {method} cannot make text (column {text[0]!r} is text); use "
+            f"{', '.join(TEXT_METHODS)}, or resample.class_weights: true"
+        )
 
 
 def resample(
@@ -46,6 +59,7 @@ def resample(
         (smote, borderline_smote, adasyn, gan) also give ``rows_generated``: the frame's last
         rows, which ``sluice.data.synthetic.check_generated`` can compare with the real ones.
     """
+    check_text_method(method, feature_types)
     before = _counts(train[target])
     info: dict = {"method": method, "rows_before": len(train), "counts_before": before}
     if method == "none":

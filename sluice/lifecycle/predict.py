@@ -100,10 +100,12 @@ def _check_columns(classifier: Classifier, path: Path, keep: Sequence[str]) -> N
 def _chunks(
     classifier: Classifier, path: Path, keep: Sequence[str], chunk_size: int
 ) -> Iterator[pd.DataFrame]:
-    """The needed columns in chunks; categorical and kept columns stay text, as in training."""
+    """The needed columns in chunks; categorical, text and kept columns stay strings, as in
+    training."""
     features = classifier.feature_columns
     usecols = list(dict.fromkeys([*features, *keep]))
-    text = {c: str for c in [*classifier.preprocessor.categorical, *keep]}
+    pre = classifier.preprocessor
+    text = {c: str for c in [*pre.categorical, *pre.text_columns, *keep]}
     yield from _read(path, usecols=usecols, dtype=text, chunksize=chunk_size)
 
 

@@ -16,6 +16,7 @@ without them (an older model) predicts with temperature 1 and the argmax.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 from pathlib import Path
@@ -111,7 +112,28 @@ def save_bundle(path: str | Path, net: torch.nn.Module, spec: dict[str, Any]) ->
         state = {k: v.detach().clone().contiguous() for k, v in net.state_dict().items()}
         torch.save(state, tmp / "model.pt")
         full = {"format": FORMAT_VERSION, **spec, "weights_sha256": file_sha256(tmp / "model.pt")}
+        full["spec_sha256"] = spec_digest(full)
         (tmp / "model.json").write_text(json.dumps(full, indent=2) + "\n")
+
+
+def update_spec(path: str | Path, **fields: Any) -> None:
+    """Add or replace top-level fields of bundle ``path``'s spec (e.g. its measured ``cost``),
+    with a new digest; the weights stay as they are."""
+    from sluice.io import write_json
+
+    spec_path = Path(path) / "model.json"
+    spec = {**json.loads(spec_path.read_text()), **fields}
+    spec["spec_sha256"] = spec_digest(spec)
+    write_json(spec_path, spec)
+
+
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of a bundle's spec as canonical JSON (sorted keys), its own digest left out: it
+    covers the classes, the preprocessing (a text vocabulary included), the calibration and the
+    decision threshold, and through ``weights_sha256`` the weights."""
+    body = {k: v for k, v in spec.items() if k != "spec_sha256"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def is_bundle(path: Path) -> bool:
@@ -129,6 +151,12 @@ def load_bundle(path: str | Path) -> Classifier:
         spec = json.loads(spec_path.read_text())
     except json.JSONDecodeError as exc:
         raise SluiceError(f"{spec_path}: unreadable model spec ({exc})") from None
+    if "spec_sha256" in spec and spec_digest(spec) != spec["spec_sha256"]:
+        raise SluiceError(
+            f"{spec_path}: refused, its content does not match its SHA-256 (edited or tampered "
+            "with: classes, preprocessing, vocabulary, calibration or threshold); re-train or "
+            "re-download the model"
+        )
     if file_sha256(weights_path) != spec.get("weights_sha256"):
         raise SluiceError(
             f"{weights_path}: refused, its SHA-256 does not match model.json (file changed or "

@@ -9,7 +9,7 @@ from torch import nn
 
 from sluice.config import TrainConfig
 from sluice.model.ensemble import member_seeds, new_ensemble
-from sluice.model.nets import choose_arch, image_shape_for
+from sluice.model.nets import TEXT_ARCHS, choose_arch, image_shape_for
 from sluice.model.preprocess import Preprocessor
 from sluice.model.tabular import quantile_bins
 
@@ -36,12 +36,15 @@ def new_model(
     never shape it, and resampled rows would distort its statistics.
     """
     all_numeric = all(t == "numeric" for t in feature_types.values())
-    arch = choose_arch(cfg.model, len(feature_types), all_numeric)
-    pre = Preprocessor(
-        feature_types, "global" if arch == "cnn" else SCALING[cfg.scaler], max_categories
-    )
+    text_columns = [c for c, t in feature_types.items() if t == "text"]
+    arch = choose_arch(cfg.model, len(feature_types), all_numeric, text_columns)
+    scaling = "global" if arch == "cnn" else SCALING[cfg.scaler]
+    text = cfg.text.model_dump(include={"max_vocab", "min_count", "max_len", "len_percentile"})
+    pre = Preprocessor(feature_types, scaling, max_categories, text)
     pre.fit(train_natural)
     args = net_args(arch, cfg, pre.n_outputs, len(feature_types), len(classes))
+    if arch in TEXT_ARCHS:
+        args = text_net_args(arch, cfg, pre, len(classes))
     if arch == "tabm":
         args.update(embedding_args(cfg, pre, train_natural, seed))
     seeds = member_seeds(seed, members)
@@ -75,6 +78,23 @@ def net_args(
     if arch == "tabm":
         args.update(k=cfg.k, embedded=[], bins=[], d_embedding=cfg.d_embedding)
     return args
+
+
+def text_net_args(arch: str, cfg: TrainConfig, pre: Preprocessor, n_classes: int) -> dict[str, Any]:
+    """Constructor arguments of a text family: where each text column's ids are in the
+    preprocessed matrix, its vocabulary size, and the train.text knobs."""
+    t = cfg.text
+    args = {
+        "n_tabular": pre.n_tabular,
+        "text": pre.text_layout(),
+        "n_classes": n_classes,
+        "embedding": t.embedding,
+        "dropout": cfg.dropout,
+        "tab_hidden": cfg.hidden[-1],
+    }
+    if arch == "bilstm":
+        return {**args, "hidden": t.hidden, "layers": t.layers, "cell": t.cell}
+    return {**args, "buckets": t.buckets}
 
 
 def embedding_args(

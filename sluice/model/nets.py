@@ -15,6 +15,7 @@ from torch import nn
 
 from sluice.errors import SluiceError
 from sluice.model.tabular import Linear, TabM
+from sluice.model.text import BiLSTM, NgramNet
 
 
 class MLP(nn.Module):
@@ -78,8 +79,17 @@ class CNN(nn.Module):
         return self.head(self.features(x))
 
 
-ARCHS = {"mlp": MLP, "cnn": CNN, "tabm": TabM, "linear": Linear}
+ARCHS = {
+    "mlp": MLP,
+    "cnn": CNN,
+    "tabm": TabM,
+    "linear": Linear,
+    "bilstm": BiLSTM,
+    "ngram": NgramNet,
+}
 TABULAR_DEFAULT = "tabm"  # what train.model: auto picks for rows that are not images
+TEXT_ARCHS = ("ngram", "bilstm")  # the families that read text columns
+TEXT_DEFAULT = "ngram"  # what train.model: auto picks for a table with a text column
 
 
 def build_net(arch: str, args: dict[str, Any]) -> nn.Module:
@@ -93,8 +103,26 @@ def image_shape_for(n_features: int) -> list[int] | None:
     return [side, side] if side * side == n_features and side >= 4 else None
 
 
-def choose_arch(requested: str, n_features: int, all_numeric: bool) -> str:
-    """Resolve ``train.model``: ``auto`` picks the CNN for image-shaped rows, else TabM."""
+def choose_arch(
+    requested: str, n_features: int, all_numeric: bool, text_columns: list[str] | None = None
+) -> str:
+    """Resolve ``train.model``: ``auto`` picks a text family for a table with text columns, the
+    CNN for image-shaped rows, else TabM. A tabular family never silently drops a text column,
+    and a text family needs one."""
+    if text_columns:
+        if requested == "auto":
+            return TEXT_DEFAULT
+        if requested not in TEXT_ARCHS:
+            raise SluiceError(
+                f"train.model {requested} cannot read text column {text_columns[0]!r}; use "
+                f"{' or '.join(TEXT_ARCHS)} (or auto), or drop the column with data.drop_columns"
+            )
+        return requested
+    if requested in TEXT_ARCHS:
+        raise SluiceError(
+            f"train.model {requested} reads text columns, but the table has none; use auto, "
+            "or declare a column as text in data.columns"
+        )
     if requested == "cnn" and image_shape_for(n_features) is None:
         raise SluiceError(
             f"train.model cnn needs square images, but rows have {n_features} features; "

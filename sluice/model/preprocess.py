@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from sluice.data.columns import as_text
+from sluice.data.text import encode, fit_vocabulary, length_cap, tokenize
 from sluice.errors import SluiceError
 
 CHUNK_ROWS = 1 << 18  # rows transformed at once
@@ -23,19 +24,30 @@ class Preprocessor:
     never turns into inf or NaN.
     Categorical columns: one-hot over the ``max_categories`` most frequent training values;
     missing or unseen values encode as all zeros.
+    Text columns: token ids (``sluice.data.text``) over a vocabulary of the training texts, the
+    first ``max_len`` tokens of each text right-padded with 0, stored as float32 (exact below
+    2**24) after the tabular columns, so that every network, sampler and loop that slices rows
+    of one float matrix carries text unchanged. Only the text networks read those ids.
 
     Args:
-        feature_types: column name -> "numeric" | "categorical", in input order.
+        feature_types: column name -> "numeric" | "categorical" | "text", in input order.
         scaling: "column", "power" or "global".
         max_categories: cap on one-hot width per categorical column.
+        text: for text columns: ``max_vocab``, ``min_count``, ``max_len`` (a cap) and
+            ``len_percentile`` (of the training lengths, the length kept).
     """
 
     def __init__(
-        self, feature_types: dict[str, str], scaling: str = "column", max_categories: int = 50
+        self,
+        feature_types: dict[str, str],
+        scaling: str = "column",
+        max_categories: int = 50,
+        text: dict[str, Any] | None = None,
     ) -> None:
         self.feature_types = dict(feature_types)
         self.scaling = scaling
         self.max_categories = max_categories
+        self.text = dict(text or TEXT_DEFAULTS)
 
     @property
     def numeric(self) -> list[str]:
@@ -44,6 +56,10 @@ class Preprocessor:
     @property
     def categorical(self) -> list[str]:
         return [c for c, t in self.feature_types.items() if t == "categorical"]
+
+    @property
+    def text_columns(self) -> list[str]:
+        return [c for c, t in self.feature_types.items() if t == "text"]
 
     def fit(self, df: pd.DataFrame) -> Preprocessor:
         """Learn medians, means, scales and category lists from the training frame."""
@@ -68,12 +84,38 @@ class Preprocessor:
             col: sorted(map(str, as_text(df[col]).value_counts().index[: self.max_categories]))
             for col in self.categorical
         }
+        self.vocab_, self.max_len_ = {}, {}
+        for col in self.text_columns:
+            docs = [tokenize(t) for t in _texts(df[col])]
+            self.vocab_[col] = fit_vocabulary(docs, self.text["max_vocab"], self.text["min_count"])
+            self.max_len_[col] = length_cap(docs, self.text["len_percentile"], self.text["max_len"])
         return self
+
+    @property
+    def n_tabular(self) -> int:
+        """Width of the numeric and one-hot columns, which come first in the matrix."""
+        return len(self.numeric) + sum(len(v) for v in self.categories_.values())
 
     @property
     def n_outputs(self) -> int:
         """Width of the matrix :meth:`transform` returns."""
-        return len(self.numeric) + sum(len(v) for v in self.categories_.values())
+        return self.n_tabular + sum(self.max_len_.values())
+
+    def text_layout(self) -> list[dict[str, Any]]:
+        """Per text column, in matrix order: ``column``, ``start`` (its first matrix column),
+        ``length`` (token ids kept) and ``vocab`` (vocabulary size)."""
+        layout, start = [], self.n_tabular
+        for col in self.text_columns:
+            layout.append(
+                {
+                    "column": col,
+                    "start": start,
+                    "length": self.max_len_[col],
+                    "vocab": len(self.vocab_[col]),
+                }
+            )
+            start += self.max_len_[col]
+        return layout
 
     def transform(self, df: pd.DataFrame, source: str = "input") -> np.ndarray:
         """Turn raw feature columns into a float32 matrix (extra columns are ignored).
@@ -103,7 +145,18 @@ class Preprocessor:
             rows = np.flatnonzero(codes >= 0)
             onehot[rows, codes[rows]] = 1.0
             parts.append(onehot)
+        for col in self.text_columns:
+            index = self._index(col)
+            docs = (tokenize(t) for t in _texts(df[col]))
+            parts.append(encode(docs, index, self.max_len_[col]).astype(np.float32))
         return np.concatenate(parts, axis=1)
+
+    def _index(self, col: str) -> dict[str, int]:
+        """Token -> id of a text column's vocabulary (built once, on first use)."""
+        cache = self.__dict__.setdefault("_indexes", {})
+        if col not in cache:
+            cache[col] = {tok: i for i, tok in enumerate(self.vocab_[col])}
+        return cache[col]
 
     def _power(self, values: np.ndarray) -> np.ndarray:
         """Yeo-Johnson transform of each column with its fitted lambda."""
@@ -152,19 +205,36 @@ class Preprocessor:
             "scales": self.scales_.tolist(),
             "lambdas": None if self.lambdas_ is None else self.lambdas_.tolist(),
             "categories": self.categories_,
+            **(
+                {"text": self.text, "vocab": self.vocab_, "max_len": self.max_len_}
+                if self.text_columns
+                else {}
+            ),
         }
 
     @classmethod
     def from_dict(cls, state: dict[str, Any]) -> Preprocessor:
         """Rebuild a fitted preprocessor from :meth:`to_dict` output."""
-        pre = cls(state["feature_types"], state["scaling"], state["max_categories"])
+        pre = cls(
+            state["feature_types"], state["scaling"], state["max_categories"], state.get("text")
+        )
         pre.medians_ = np.asarray(state["medians"], dtype=np.float64)
         pre.means_ = np.asarray(state["means"], dtype=np.float64)
         pre.scales_ = np.asarray(state["scales"], dtype=np.float64)
         lambdas = state.get("lambdas")  # absent in models saved before power scaling existed
         pre.lambdas_ = None if lambdas is None else np.asarray(lambdas, dtype=np.float64)
         pre.categories_ = {k: list(v) for k, v in state["categories"].items()}
+        pre.vocab_ = {k: list(v) for k, v in state.get("vocab", {}).items()}
+        pre.max_len_ = {k: int(v) for k, v in state.get("max_len", {}).items()}
         return pre
+
+
+TEXT_DEFAULTS = {"max_vocab": 30_000, "min_count": 2, "max_len": 256, "len_percentile": 95.0}
+
+
+def _texts(s: pd.Series) -> list[str]:
+    """A text column's values as strings; a missing value is the empty text."""
+    return [str(v) for v in as_text(s).fillna("")]
 
 
 def _yeo_johnson_lambda(col: np.ndarray, max_rows: int = 100_000) -> float:

@@ -15,8 +15,7 @@ import pandas as pd
 
 from sluice.config.evaluate import LatencyRepeats
 from sluice.evaluation.cost import cost_record
-from sluice.io import read_json, write_json
-from sluice.model.bundle import load_bundle
+from sluice.model.bundle import load_bundle, update_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +42,8 @@ def record_cost(bundle_dir: Path, val: pd.DataFrame, repeats: LatencyRepeats) ->
         train_seconds=mlflow.get_run(run_id).data.metrics.get("train_seconds"),
     )
     mlflow.log_metrics(cost)
-    spec_path = bundle_dir / "model.json"
-    spec = read_json(spec_path)
     record = {**cost, "measured_on": "val", "repeats": repeats.model_dump()}
-    write_json(spec_path, {**spec, "cost": record})
+    update_spec(bundle_dir, cost=record)
     log.info(
         "cost: p95 latency %.3f ms (batch 1), %.3f ms (batch 1024), %.0f rows/s, %.2f MB",
         cost["latency_p95_ms_b1"],

@@ -16,16 +16,21 @@ import pandas as pd
 
 from sluice import paths
 from sluice.config import Params
+from sluice.data.columns import as_text
 from sluice.evaluation.calibration import calibration_scores, decision_scores, reliability_bins
 from sluice.evaluation.metrics import metric_value
 from sluice.evaluation.scoring import (
+    SKIPPED,
     compare_with_reference,
     evaluate_predictions,
     fit_reference,
     pick_challenger,
+    reference_input,
     reference_params,
     reference_proba,
+    resolve_reference,
     selection_scores,
+    skipped_comparison,
 )
 from sluice.io import write_json, write_table
 from sluice.model.bundle import Classifier
@@ -45,7 +50,8 @@ class Evaluation:
     ``results``: role -> :func:`evaluate_predictions` output, the models first (with the
     ``cost`` record training kept in their bundles), then the references; ``versions``: role
     -> registered version; ``selection``: the challenger's role, the validation scores it was
-    chosen on, and ``vs_references`` (reference -> comparison).
+    chosen on, and ``vs_references`` (reference -> comparison; a reference that could not be
+    fitted on this table has verdict ``skipped`` and a ``reason``).
     """
 
     results: dict[str, dict]
@@ -53,8 +59,18 @@ class Evaluation:
     selection: dict
 
     def summary(self) -> str:
-        """The table printed at the end of the pipeline, and the challenger's comparisons."""
-        return summary(self.results, self.versions, self.selection)
+        """The table printed at the end of the pipeline, the challenger's comparisons, and one
+        line per reference skipped on this table, saying why."""
+        vs = self.selection.get("vs_references", {})
+        judged = {ref: c for ref, c in vs.items() if c["verdict"] != SKIPPED}
+        text = summary(self.results, self.versions, {**self.selection, "vs_references": judged})
+        skipped = [skipped_line(ref, c["reason"]) for ref, c in vs.items() if ref not in judged]
+        return text + "".join(f"{line}\n" for line in skipped)
+
+
+def skipped_line(ref: str, reason: str) -> str:
+    """One plain line: a reference named in evaluate.reference that was not fitted, and why."""
+    return f"reference {ref} skipped, the challenger is not compared with it: {reason}"
 
 
 def run_evaluation(
@@ -82,7 +98,7 @@ def run_evaluation(
     # The challenger is chosen on the validation split: choosing on test would bias the very
     # test scores reported for it.
     selection = choose_challenger(models, frames["val"], y["val"], params.promote.metric)
-    kinds = list(dict.fromkeys(params.evaluate.reference))  # each named reference once
+    kinds, skipped = plan_references(params.evaluate.reference, pre)
     fitted = fit_references(
         kinds, pre, frames.get("train"), y.get("train"), seed, params.evaluate.reference_rows
     )
@@ -97,7 +113,7 @@ def run_evaluation(
     best = probs[selection["role"]]
     selection["vs_references"] = {
         kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed) for kind in fitted
-    }
+    } | {kind: skipped_comparison(reason) for kind, reason in skipped.items()}
     tags = run_tags("evaluate")
     for kind, model in fitted.items():
         log_reference(kind, reference_params(model), results[kind], classes, experiment_id, tags)
@@ -109,11 +125,11 @@ def score_test_split(
     models: dict[str, Classifier], references: dict, test: pd.DataFrame
 ) -> dict[str, np.ndarray]:
     """role -> (n, K) test probabilities: the models, then the references (which see the base
-    model's preprocessed features, as they did in training)."""
+    model's preprocessed features, and raw texts, as they did in training)."""
     probs = {role: clf.predict_proba(test, _source("test")) for role, clf in models.items()}
     if references:
         n_classes = len(models["base"].classes)
-        X_test = models["base"].preprocessor.transform(test, _source("test"))
+        X_test = reference_features(models["base"].preprocessor, test, _source("test"))
         probs |= {k: reference_proba(m, X_test, n_classes) for k, m in references.items()}
     return probs
 
@@ -180,6 +196,39 @@ def _cv_scores(spec: dict, primary: str) -> dict[str, float] | None:
     return {k: float(cv[k]["mean"]) for k in keys}
 
 
+def plan_references(named: list[str], preprocessor: Preprocessor) -> tuple[list[str], dict]:
+    """What the references named in ``evaluate.reference`` are on this table (logged when not
+    what was named): the kinds to fit, each once, and named kind -> why it is skipped.
+
+    On a table with text columns ``logreg`` is ``tfidf_logreg``, ``hgb`` sees the tabular part
+    only or is skipped without one; without text ``tfidf_logreg`` is ``logreg``
+    (:func:`~sluice.evaluation.scoring.resolve_reference`)."""
+    n_text, n_tabular = len(preprocessor.text_columns), preprocessor.n_tabular
+    kinds, skipped = [], {}
+    for name in dict.fromkeys(named):
+        kind, why = resolve_reference(name, n_text, n_tabular)
+        if kind is None:
+            skipped[name] = why
+            log.info("reference %s skipped: %s", name, why)
+            continue
+        if why:
+            shown = name if kind == name else f"{name} fitted as {kind}"
+            log.info("reference %s: %s", shown, why)
+        kinds.append(kind)
+    return list(dict.fromkeys(kinds)), skipped
+
+
+def reference_features(preprocessor: Preprocessor, df: pd.DataFrame, source: str):
+    """What the references see: the base model's preprocessed matrix; on a table with text
+    columns, its numeric and one-hot part with each raw text column (missing: empty text)
+    after it, as :func:`~sluice.evaluation.scoring.reference_input` lays them out."""
+    X = preprocessor.transform(df, source)
+    if not preprocessor.text_columns:
+        return X
+    texts = {c: as_text(df[c]).fillna("").tolist() for c in preprocessor.text_columns}
+    return reference_input(X, preprocessor.n_tabular, texts)
+
+
 def fit_references(
     kinds: list[str],
     preprocessor: Preprocessor,
@@ -189,8 +238,10 @@ def fit_references(
     max_rows: int = 0,
 ) -> dict:
     """kind -> reference fitted on the resampled training rows, through the base model's
-    fitted preprocessor (the features the networks see); empty when no kind is named.
-    ``max_rows``: a seeded random sample of at most this many rows (0: all)."""
+    fitted preprocessor (the features the networks see, and raw texts:
+    :func:`reference_features`); empty when no kind is named. ``kinds``: as
+    :func:`plan_references` resolved them. ``max_rows``: a seeded random sample of at most this
+    many rows (0: all)."""
     if not kinds:
         return {}
     assert train is not None and y_train is not None, "references need the training split"
@@ -200,10 +251,11 @@ def fit_references(
             "references: %d of %d training rows (evaluate.reference_rows)", max_rows, len(train)
         )
         train, y_train = train.iloc[picked], y_train[picked]
-    X_train = preprocessor.transform(train, _source("train"))
+    X_train = reference_features(preprocessor, train, _source("train"))
+    n_text = len(preprocessor.text_columns)
     fitted = {}
     for kind in kinds:
-        fitted[kind] = fit_reference(kind, X_train, y_train, seed)
+        fitted[kind] = fit_reference(kind, X_train, y_train, seed, n_text)
         log.info("reference %s fitted on %d rows", kind, len(X_train))
     return fitted
 

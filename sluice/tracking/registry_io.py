@@ -49,16 +49,21 @@ def log_bundle_model(bundle_dir: Path, example: pd.DataFrame, classifier: Classi
 
 
 def raw_signature(classifier: Classifier, example: pd.DataFrame):
-    """Inputs as a user's CSV has them: numbers for numeric columns, anything for categorical
-    ones (a zip code may arrive as 10001 or "10001"); outputs one probability per class, and
-    the ``predicted`` label of a model with a decision threshold."""
+    """Inputs as a user's CSV has them: numbers for numeric columns, strings for text columns,
+    anything for categorical ones (a zip code may arrive as 10001 or "10001"); outputs one
+    probability per class, and the ``predicted`` label of a model with a decision threshold."""
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
+    kinds = {
+        "numeric": lambda col: ColSpec("double", col),
+        "text": lambda col: ColSpec("string", col, required=False),  # raw text; missing: ""
+    }
+    any_value = lambda col: ColSpec(AnyType(), col, required=False)  # noqa: E731
     inputs = Schema(
         [
-            ColSpec("double", col) if kind == "numeric" else ColSpec(AnyType(), col, required=False)
+            kinds.get(kind, any_value)(col)
             for col, kind in classifier.preprocessor.feature_types.items()
         ]
     )

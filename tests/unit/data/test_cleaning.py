@@ -196,6 +196,7 @@ def test_output_layout_and_report_shape() -> None:
         "dropped",
         "fixed",
         "columns",
+        "text_rule",
         "classes",
         "label_merges",
         "dropped_classes",

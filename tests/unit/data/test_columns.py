@@ -72,7 +72,9 @@ def test_declared_column_absent() -> None:
 
 def test_declared_kind_must_be_known() -> None:
     fails(
-        frame(), r"data\.columns\.x is 'text'; use numeric or categorical", declared={"x": "text"}
+        frame(),
+        r"data\.columns\.x is 'words'; use numeric, categorical or text",
+        declared={"x": "words"},
     )
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sluice.errors import SluiceError
-from sluice.model.bundle import load_bundle, save_bundle
+from sluice.model.bundle import load_bundle, save_bundle, spec_digest
 from sluice.model.nets import MLP
 from sluice.model.preprocess import Preprocessor
 
@@ -71,6 +71,7 @@ def test_pickled_code_is_refused_even_with_a_matching_hash(tmp_path, monkeypatch
     from sluice.io import file_sha256
 
     spec["weights_sha256"] = file_sha256(path / "model.pt")
+    spec["spec_sha256"] = spec_digest(spec)
     (path / "model.json").write_text(json.dumps(spec))
     with pytest.raises(SluiceError, match="refused, not a plain weights file"):
         load_bundle(path)
