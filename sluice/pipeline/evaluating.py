@@ -90,7 +90,7 @@ def run_evaluation(
         params: all params (``seed``, ``evaluate``, ``promote.metric``, ``registry``).
         experiment_id: the MLflow experiment the reference runs go to.
     """
-    from sluice.tracking.store import run_tags
+    from sluice.tracking.runs import run_tags
 
     classes, pre = models["base"].classes, models["base"].preprocessor
     y = {name: encode_labels(df[target], classes, _source(name)) for name, df in frames.items()}

@@ -80,7 +80,7 @@ def publish(
     validation). Returns role -> registered version."""
     import mlflow
 
-    from sluice.tracking.store import run_tags
+    from sluice.tracking.runs import run_tags
 
     tags = run_tags("evaluate")
     # A reopened run belongs to this process now (stale-run cleanup looks at these tags).

@@ -67,7 +67,8 @@ def run_training(job: TrainingJob, params: Params) -> None:
     from sluice.errors import SluiceError
     from sluice.model.distributed import current_world
     from sluice.pipeline.launch import attempt_tags, restarted_run
-    from sluice.tracking.store import connect, fail_stale_runs, run_tags
+    from sluice.tracking.runs import fail_stale_runs, run_tags
+    from sluice.tracking.store import connect
 
     world = current_world()
     if world.size > 1 and job.ensemble is not None:

@@ -112,6 +112,11 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+# MLflow 3's UI opens an experiment by its kind: a model-training one on its runs (not on
+# GenAI traces), so a sluice user lands where the training runs are.
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def connect(experiment: str) -> str:
     """Use the store and return the id of ``experiment``, creating it on first use.
 
@@ -127,15 +132,24 @@ def connect(experiment: str) -> str:
     if found is not None:
         experiment_id = found.experiment_id
         check_can_write(uri, experiment_id, experiment)
+        if found.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before sluice tagged it
+            client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     else:
         try:
             experiment_id = client.create_experiment(
-                experiment, artifact_location=artifact_location()
+                experiment,
+                artifact_location=artifact_location(),
+                tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
             )
         except mlflow.exceptions.MlflowException:  # a parallel run created it first
             experiment_id = client.get_experiment_by_name(experiment).experiment_id
     _connected["experiment_id"] = experiment_id
     return experiment_id
+
+
+def connected_experiment() -> str | None:
+    """The id of the experiment :func:`connect` last returned in this process (or None)."""
+    return _connected.get("experiment_id")
 
 
 def check_can_write(uri: str, experiment_id: str, experiment: str) -> None:
@@ -266,32 +280,6 @@ def server_refusals(action: str) -> Iterator[None]:
         raise SluiceError(_refusal(mlflow.get_tracking_uri(), status, action)) from None
 
 
-def run_tags(stage: str) -> dict[str, str]:
-    """Lineage tags every run carries: git commit, DVC experiment, stage, the host, pid and
-    working directory of the process (a queued experiment's temporary copy, or the project),
-    and, inside a DVC stage, the pipeline execution's parent run (``mlflow.parentRunId``, see
-    sluice.tracking.grouping; the experiment is the one :func:`connect` returned)."""
-    tags = {
-        "sluice.stage": stage,
-        "sluice.host": socket.gethostname(),
-        "sluice.pid": str(os.getpid()),
-        "sluice.workdir": os.getcwd(),
-        "mlflow.source.git.commit": git_commit(),
-    }
-    if os.environ.get("DVC_EXP_NAME"):
-        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
-    if os.environ.get("DVC_EXP_BASELINE_REV"):
-        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
-    from sluice.tracking.grouping import PARENT_TAG, execution_parent
-
-    # Nested under the pipeline execution's parent run (inside a DVC stage): a run started
-    # inside another active run is nested under that one instead (MLflow overrides the tag).
-    parent = execution_parent(_connected.get("experiment_id"))
-    if parent:
-        tags[PARENT_TAG] = parent
-    return tags
-
-
 def git_commit() -> str:
     """HEAD's commit of the repository the stage runs in ('' outside git)."""
     try:
@@ -301,41 +289,6 @@ def git_commit() -> str:
     except (OSError, subprocess.TimeoutExpired):
         return ""
     return out.stdout.strip() if out.returncode == 0 else ""
-
-
-def fail_stale_runs(experiment_id: str, stage: str) -> None:
-    """Mark runs of ``stage`` left RUNNING by a killed process on this host as FAILED."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    host = socket.gethostname()
-    runs = client.search_runs(
-        [experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`sluice.stage` = '{stage}' "
-        f"and tags.`sluice.host` = '{host}'",
-    )
-    for run in runs:
-        if _is_stale(run.data.tags):
-            client.set_terminated(run.info.run_id, status="FAILED")
-            log.info(
-                "marked run %s of killed process %s as FAILED",
-                run.info.run_id,
-                run.data.tags["sluice.pid"],
-            )
-
-
-def _is_stale(tags: dict[str, str]) -> bool:
-    """The run's process is gone, and no other copy of the project may hold the run open.
-
-    The evaluate stage re-opens training runs (status RUNNING again) to log test metrics, so a
-    parallel queued experiment's run whose training process has ended may be RUNNING and alive:
-    only runs from this working directory, or from a copy that no longer exists, are stale.
-    """
-    pid = int(tags.get("sluice.pid", "0") or 0)
-    if not pid or process_alive(pid):
-        return False
-    workdir = tags.get("sluice.workdir")
-    return workdir is None or workdir == os.getcwd() or not Path(workdir).exists()
 
 
 def process_alive(pid: int) -> bool:

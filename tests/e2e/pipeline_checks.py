@@ -133,6 +133,8 @@ def test_every_model_is_a_tracked_run_with_curves_and_plots(pipeline):
     project, _ = pipeline
     client = project.mlflow_client()
     experiment = client.get_experiment_by_name("sluice")
+    # MLflow's UI opens a model-training experiment on its runs, not on GenAI traces
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     runs = {r.data.tags["sluice.role"]: r for r in runs if "sluice.role" in r.data.tags}
     assert set(runs) == set(ROLES)

@@ -111,7 +111,8 @@ def test_a_dvc_experiment_is_a_second_parent_named_after_it(grouped):
 STAGE = """
 import os, sys
 import mlflow
-from sluice.tracking.store import connect, run_tags
+from sluice.tracking.runs import run_tags
+from sluice.tracking.store import connect
 
 experiment_id = connect("sluice")
 with mlflow.start_run(experiment_id=experiment_id, run_name=sys.argv[1], tags=run_tags("train")):

@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 
-from sluice.tracking.store import connect, fail_stale_runs
+from sluice.tracking.runs import fail_stale_runs
+from sluice.tracking.store import connect
 
 
 def _dead_pid() -> int:

@@ -1,0 +1,76 @@
+"""Run lineage: the tags every run carries, and runs a killed process left RUNNING.
+
+Apart from ``sluice.tracking.store`` (which finds the store) so that the pipeline execution's
+grouping (``sluice.tracking.grouping``) sits between the two: store <- grouping <- runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+
+from sluice.tracking.grouping import PARENT_TAG, execution_parent
+from sluice.tracking.store import connected_experiment, git_commit, process_alive
+
+log = logging.getLogger(__name__)
+
+
+def run_tags(stage: str) -> dict[str, str]:
+    """Lineage tags every run carries: git commit, DVC experiment, stage, the host, pid and
+    working directory of the process (a queued experiment's temporary copy, or the project),
+    and, inside a DVC stage, the pipeline execution's parent run (``mlflow.parentRunId``, see
+    sluice.tracking.grouping; the experiment is the one ``connect`` returned)."""
+    tags = {
+        "sluice.stage": stage,
+        "sluice.host": socket.gethostname(),
+        "sluice.pid": str(os.getpid()),
+        "sluice.workdir": os.getcwd(),
+        "mlflow.source.git.commit": git_commit(),
+    }
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc.exp_name"] = os.environ["DVC_EXP_NAME"]
+    if os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["dvc.baseline_rev"] = os.environ["DVC_EXP_BASELINE_REV"]
+    # Nested under the pipeline execution's parent run (inside a DVC stage): a run started
+    # inside another active run is nested under that one instead (MLflow overrides the tag).
+    parent = execution_parent(connected_experiment())
+    if parent:
+        tags[PARENT_TAG] = parent
+    return tags
+
+
+def fail_stale_runs(experiment_id: str, stage: str) -> None:
+    """Mark runs of ``stage`` left RUNNING by a killed process on this host as FAILED."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    host = socket.gethostname()
+    runs = client.search_runs(
+        [experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`sluice.stage` = '{stage}' "
+        f"and tags.`sluice.host` = '{host}'",
+    )
+    for run in runs:
+        if _is_stale(run.data.tags):
+            client.set_terminated(run.info.run_id, status="FAILED")
+            log.info(
+                "marked run %s of killed process %s as FAILED",
+                run.info.run_id,
+                run.data.tags["sluice.pid"],
+            )
+
+
+def _is_stale(tags: dict[str, str]) -> bool:
+    """The run's process is gone, and no other copy of the project may hold the run open.
+
+    The evaluate stage re-opens training runs (status RUNNING again) to log test metrics, so a
+    parallel queued experiment's run whose training process has ended may be RUNNING and alive:
+    only runs from this working directory, or from a copy that no longer exists, are stale.
+    """
+    pid = int(tags.get("sluice.pid", "0") or 0)
+    if not pid or process_alive(pid):
+        return False
+    workdir = tags.get("sluice.workdir")
+    return workdir is None or workdir == os.getcwd() or not Path(workdir).exists()
