@@ -6,6 +6,8 @@ import csv
 import logging
 import re
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -113,7 +115,7 @@ def _check_file(path: Path) -> None:
 def _check_header(path: Path) -> None:
     """Refuse duplicate header names, which pandas would silently rename to ``name.1``."""
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with path.open(newline="", encoding="utf-8-sig") as handle, _long_fields():
             header = next((row for row in csv.reader(handle) if row), [])
     except UnicodeDecodeError as exc:
         raise SluiceError(_decode_message(path, exc)) from None
@@ -142,13 +144,30 @@ def _check_short_rows(path: Path, width: int) -> None:
 
 
 def _short_rows_by_csv(path: Path, width: int) -> None:
-    """The short-row check line by line with the csv module (quotes and all)."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
+    """The short-row check line by line with the csv module (quotes and all). A quoted field
+    may be as long as pandas reads it (a long free text), not only the csv module's 128 KiB."""
+    with path.open(newline="", encoding="utf-8-sig") as handle, _long_fields():
         reader = csv.reader(handle)
-        next((row for row in reader if row), None)  # the header
-        for row in reader:
-            if row and len(row) < width:
-                _refuse_short(path, reader.line_num, len(row), width)
+        try:
+            next((row for row in reader if row), None)  # the header
+            for row in reader:
+                if row and len(row) < width:
+                    _refuse_short(path, reader.line_num, len(row), width)
+        except csv.Error as exc:
+            raise SluiceError(
+                f"{path}: line {reader.line_num} is not well-formed CSV ({exc}); fix the quoting"
+            ) from None
+
+
+@contextmanager
+def _long_fields() -> Iterator[None]:
+    """Lift the csv module's field-size limit (a process-wide setting) while reading."""
+    old = csv.field_size_limit()
+    csv.field_size_limit(2**31 - 1)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(old)
 
 
 def _short_rows_by_bytes(path: Path, width: int, block: int = 1 << 26) -> bool:

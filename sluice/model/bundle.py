@@ -29,8 +29,8 @@ import torch
 from sluice.errors import SluiceError
 from sluice.io import atomic_dir, file_sha256
 from sluice.model.ensemble import build_model
+from sluice.model.inference import predict_proba
 from sluice.model.preprocess import Preprocessor
-from sluice.model.training import predict_proba
 
 FORMAT_VERSION = 1
 

@@ -14,6 +14,7 @@ from torch import nn
 
 from sluice.model import distributed as dp
 from sluice.model.checkpoint import resume, save_from_main
+from sluice.model.inference import predict_proba
 from sluice.model.nets import set_frozen_to_eval
 
 log = logging.getLogger(__name__)
@@ -106,25 +107,6 @@ def ensemble_loss(loss_fn, logits: torch.Tensor, y: torch.Tensor) -> torch.Tenso
     return loss_fn(logits, y)
 
 
-def to_proba(
-    logits: torch.Tensor, dtype: torch.dtype = torch.float32, temperature: float = 1.0
-) -> torch.Tensor:
-    """Class probabilities (batch, C): a softmax, averaged over members for (batch, k, C).
-
-    ``temperature`` T divides the logits before the softmax (temperature scaling, fitted on
-    validation): T > 1 softens over-confident probabilities, T = 1 changes nothing. For an
-    ensemble it divides the log of the members' mean softmax (the ensemble's own logits), so
-    that, as for one network, T never changes a row's most probable class.
-    """
-    z = logits.to(dtype)
-    if temperature != 1.0:
-        if z.dim() == 3:  # (batch, k, C) -> (batch, C): log of the members' mean softmax
-            z = torch.logsumexp(torch.log_softmax(z, dim=-1), dim=1) - float(np.log(z.shape[1]))
-        return torch.softmax(z / temperature, dim=-1)
-    prob = torch.softmax(z, dim=-1)
-    return prob.mean(dim=1) if prob.dim() == 3 else prob
-
-
 def train_step(net, opt, sched, loss_fn, xb: torch.Tensor, yb: torch.Tensor, amp=None):
     """One optimisation step; returns the batch loss as a detached tensor on the batch's device
     (read it once per epoch: a float() per step would wait for the device every step)."""
@@ -164,37 +146,6 @@ def resolve_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         raise SluiceError("train.device is cuda, but torch sees no CUDA GPU; use auto or cpu")
     return torch.device(requested)
-
-
-@torch.no_grad()
-def predict_proba(
-    net: nn.Module,
-    X: torch.Tensor,
-    batch_size: int = 4096,
-    dtype: torch.dtype = torch.float32,
-    temperature: float = 1.0,
-) -> torch.Tensor:
-    """Class probabilities (n, K) in eval mode; the softmax of ``logits / temperature`` is
-    taken in ``dtype``.
-
-    Rows of float32 probabilities sum to 1 only within about 1e-7, which scikit-learn's
-    ``log_loss`` rejects in float64: callers that hand probabilities on ask for float64.
-    """
-    net.eval()
-    parts = [
-        to_proba(net(X[i : i + batch_size]), dtype, temperature)
-        for i in range(0, len(X), batch_size)
-    ]
-    return torch.cat(parts) if parts else torch.empty(0)
-
-
-@torch.no_grad()
-def predict_logits(net: nn.Module, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """Raw logits in eval mode: (n, C), or (n, k, C) for an ensemble (a temperature is fitted
-    on them)."""
-    net.eval()
-    parts = [net(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
-    return torch.cat(parts) if parts else torch.empty(0)
 
 
 def eval_step(net: nn.Module, X: torch.Tensor, y: torch.Tensor, n_classes: int) -> dict:
@@ -258,6 +209,7 @@ def fit(
     for epoch in range(start, s.epochs):
         dp.fail_for_test(epoch + 1, world)
         train_loss = _train_epoch(model, opt, sched, loss_fn, (X_tr, y_tr), s, gen, amp)
+        _check_finite(train_loss, epoch + 1, s)
         scores = eval_step(net, X_val, y_val, n_classes) if world.is_main else None
         record = {
             "epoch": epoch + 1,
@@ -309,6 +261,18 @@ def _train_epoch(model, opt, sched, loss_fn, train, s: FitSettings, gen, amp) ->
         total += train_step(model, opt, sched, loss_fn, xb, y_tr[idx], amp).double()
         batches += 1
     return dp.global_mean(total, batches, world)
+
+
+def _check_finite(loss: float, epoch: int, s: FitSettings) -> None:
+    """Stop when training diverges, instead of going on with NaN weights (or silently keeping
+    an earlier epoch's): all ranks see the same global loss, so all stop together."""
+    if not np.isfinite(loss):
+        from sluice.errors import SluiceError
+
+        raise SluiceError(
+            f"training diverged: the training loss became {loss} in epoch {epoch} at learning "
+            f"rate {s.lr:g}; lower the learning rate (train.lr, or finetune.lr when fine-tuning)"
+        )
 
 
 def _set_determinism(s: FitSettings, device: torch.device) -> None:

@@ -33,8 +33,9 @@ from sluice.config import Params
 from sluice.errors import SluiceError
 from sluice.io import file_md5
 from sluice.model.ensemble import members_of, stack_out_of_fold, stratified_folds
+from sluice.model.inference import predict_logits
 from sluice.model.preprocess import Preprocessor, encode_labels
-from sluice.model.training import FitResult, fit, predict_logits
+from sluice.model.training import FitResult, fit
 from sluice.pipeline.runner import (
     TrainingJob,
     _log_dataset,

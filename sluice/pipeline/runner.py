@@ -20,9 +20,10 @@ from sluice.config import EvaluateConfig, Params, TrainConfig
 from sluice.evaluation import calibration
 from sluice.io import file_md5, write_table
 from sluice.model.bundle import save_bundle
+from sluice.model.inference import predict_logits
 from sluice.model.nets import count_parameters
 from sluice.model.preprocess import Preprocessor, encode_labels
-from sluice.model.training import FitResult, FitSettings, fit, predict_logits
+from sluice.model.training import FitResult, FitSettings, fit
 
 log = logging.getLogger(__name__)
 

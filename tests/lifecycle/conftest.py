@@ -146,7 +146,7 @@ def good_decision(net, pre, test: pd.DataFrame) -> dict:
     the argmax calls positive, so that about half of them are negative under the threshold."""
     import torch
 
-    from sluice.model.training import predict_proba
+    from sluice.model.inference import predict_proba
 
     X = torch.from_numpy(pre.transform(test.head(SERVED_ROWS)))
     p1 = predict_proba(net, X, dtype=torch.float64, temperature=GOOD_TEMPERATURE)[:, 1].numpy()

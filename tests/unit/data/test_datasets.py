@@ -217,3 +217,20 @@ def test_counting_bytes_finds_the_short_row_the_csv_module_finds(tmp_path: Path)
                 assert found == expected, (text, block)
                 compared += 1
     assert compared > 1000
+
+
+def test_reviews_is_real_text_with_two_classes() -> None:
+    frame = load_builtin("reviews")
+    assert list(frame.columns) == ["review", TARGET] and len(frame) == 5000
+    assert set(frame[TARGET]) == {"great", "other"}
+    assert frame["review"].str.split().str.len().median() > 30
+
+
+def test_a_quoted_text_longer_than_the_csv_modules_field_limit_is_read(tmp_path: Path) -> None:
+    """Python's csv module stops at 128 KiB per field; pandas does not, nor does sluice."""
+    long_text = "word, " * 40_000 + '"quoted"'  # 240 KB, with commas and quotes inside
+    pd.DataFrame({"note": [long_text, "short"], "y": ["a", "b"]}).to_csv(
+        tmp_path / "long.csv", index=False
+    )
+    frame = read_csv(tmp_path / "long.csv")
+    assert frame["note"].tolist() == [long_text, "short"]

@@ -55,7 +55,7 @@ def test_an_underconfident_model_is_sharpened():
 
 
 def test_an_ensemble_is_scaled_on_its_mean_softmax_as_torch_does():
-    from sluice.model.training import to_proba
+    from sluice.model.inference import to_proba
 
     logits = np.random.default_rng(4).normal(size=(50, 8, 3)) * 3  # (n, k, C): TabM's shape
     members = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
@@ -213,7 +213,7 @@ def tabular():
 
 def test_a_calibrated_bundle_applies_its_temperature_and_threshold(tabular, tmp_path):
     from sluice.model.bundle import load_bundle, save_bundle
-    from sluice.model.training import predict_logits
+    from sluice.model.inference import predict_logits
     from sluice.pipeline.runner import calibrate
 
     net, spec, arrays, val, test = tabular

@@ -9,9 +9,10 @@ from conftest import fit_settings
 from sluice.config import TrainConfig
 from sluice.model.bundle import load_bundle, save_bundle
 from sluice.model.factory import new_model
+from sluice.model.inference import predict_proba, to_proba
 from sluice.model.nets import build_net, count_parameters, freeze, replace_head
 from sluice.model.tabular import Linear, TabM, quantile_bins
-from sluice.model.training import FitSettings, ensemble_loss, fit, predict_proba, to_proba
+from sluice.model.training import FitSettings, ensemble_loss, fit
 
 
 def table(n: int = 240, seed: int = 0) -> pd.DataFrame:

@@ -6,6 +6,7 @@ import torch
 from conftest import fit_settings
 
 from sluice.errors import SluiceError
+from sluice.model.inference import predict_proba
 from sluice.model.nets import (
     CNN,
     MLP,
@@ -21,7 +22,6 @@ from sluice.model.training import (
     batch_order,
     fit,
     macro_f1,
-    predict_proba,
     shift_images,
 )
 
@@ -90,6 +90,19 @@ def test_early_stopping_stops_after_patience():
     X, y = _blobs()
     result = fit(MLP(4, 3, [], 0.0), (X, y, X, y), 3, _settings(lr=0.0, patience=3))
     assert len(result.history) == 4 and result.best_epoch == 1
+
+
+def test_a_diverging_loss_stops_with_one_line_naming_the_learning_rate():
+    X, y = _blobs()
+    X[:, 0] *= 1e30  # far from standardised: the logits overflow within an epoch
+    torch.manual_seed(0)
+    settings = _settings(optimizer="sgd", lr=10.0, epochs=5)
+    with pytest.raises(
+        SluiceError,
+        match=r"training diverged: the training loss became nan in "
+        r"epoch 1 at learning rate 10; lower the learning rate \(train.lr",
+    ):
+        fit(MLP(4, 3, [], 0.0), (X, y, X, y), 3, settings)
 
 
 def test_fit_is_deterministic_for_a_seed():
