@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -15,6 +16,27 @@ from typing import Any
 
 class SluiceError(Exception):
     """A mistake the user can fix: the message says what, where, and what to do."""
+
+
+# ``scheme://user:password@host``: the password of a URL (tracking server, database).
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*):[^@/\s]+@")
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every URL's password replaced by ``***``, so that no message, log line
+    or tracked param shows one: ``postgresql://u:***@127.0.0.1/db``."""
+    return _URL_PASSWORD.sub(r"\1:***@", text)
+
+
+class _MaskSecrets(logging.Filter):
+    """Masks URL passwords in every log record a handler emits."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = mask_secrets(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
 
 
 class Terminated(BaseException):
@@ -60,13 +82,15 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_MaskSecrets())
         try:
             with _sigterm_raises():
                 return main(*args, **kwargs)
         except SluiceError as exc:
             if debugging():
                 raise
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
             raise SystemExit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

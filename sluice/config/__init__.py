@@ -19,6 +19,7 @@ from sluice.config.base import (
     NET_MODULES,
     Section,
     between,
+    flatten,
 )
 from sluice.config.data import (
     RESAMPLE_METHODS,
@@ -56,6 +57,7 @@ __all__ = [
     "TuneConfig",
     "TuneSpace",
     "between",
+    "flatten",
     "load_params",
 ]
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sluice.errors import SluiceError
+from sluice.errors import SluiceError, mask_secrets
 
 BUILTIN_DATASETS = ("digits-lt", "digits", "breast-cancer", "reviews")
 NET_MODULES = ("features", "head")  # the two top-level modules of every sluice network
@@ -24,6 +24,19 @@ class Section(BaseModel):
     """A params section: frozen, strict types (no "3" for 3), unknown keys refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (lists stay values), with every URL's
+    password masked (``mask_secrets``): what is logged as MLflow params, which every user of a
+    shared store can read."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = mask_secrets(v) if isinstance(v, str) else v
+    return out
 
 
 def bad(key: str, value: Any, hint: str) -> typing.NoReturn:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from sluice import paths
-from sluice.config import EvaluateConfig, Params, TrainConfig
+from sluice.config import EvaluateConfig, Params, TrainConfig, flatten
 from sluice.evaluation import calibration
 from sluice.io import file_md5, write_table
 from sluice.model.bundle import save_bundle
@@ -91,7 +91,7 @@ def run_training(job: TrainingJob, params: Params) -> None:
     new_run = {"experiment_id": experiment_id, "run_name": job.role}
     with mlflow.start_run(**({"run_id": resumed} if resumed else new_run), tags=tags) as run:
         if resumed is None:  # a restarted attempt's run has these already
-            mlflow.log_params(_flatten(job.run_params))
+            mlflow.log_params(flatten(job.run_params))
             _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
             _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
             mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
@@ -326,14 +326,3 @@ def _remove_torn_checkpoint_writes(checkpoint: Path) -> None:
     for tmp in checkpoint.parent.glob(f".{checkpoint.name}.*.tmp"):
         tmp.unlink(missing_ok=True)
         log.info("removed %s, left by an interrupted checkpoint write", tmp)
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{key}."))
-        else:
-            out[key] = v
-    return out

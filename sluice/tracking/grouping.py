@@ -26,6 +26,7 @@ import socket
 import time
 from typing import Any
 
+from sluice.config import flatten
 from sluice.errors import SluiceError
 from sluice.tracking.store import (
     check_reachable,
@@ -223,14 +224,3 @@ def _reachable(uri: str) -> bool:
         log.warning("pipeline run left as it is: %s", exc)
         return False
     return True
-
-
-def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": 0.1}}`` -> ``{"train.lr": 0.1}`` (lists stay values)."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out

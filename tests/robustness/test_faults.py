@@ -140,12 +140,14 @@ def _closed_port() -> int:
 
 def test_tracking_server_down_fails_fast_before_training(prepared, tmp_path):
     project = copy_project(prepared, tmp_path / "proj")
-    uri = f"http://127.0.0.1:{_closed_port()}"
-    project.env["MLFLOW_TRACKING_URI"] = uri
+    port = _closed_port()
+    project.env["MLFLOW_TRACKING_URI"] = f"http://alice:s3cret-pw@127.0.0.1:{port}"
     proc = project.run("dvc", "repro", check=False)
     assert proc.returncode != 0 and "failed to reproduce 'train'" in proc.stderr
     line = error_line(proc)
-    assert f"MLflow tracking server {uri} is not reachable" in line
+    # the password never shows, in the error line or anywhere else
+    assert f"MLflow tracking server http://alice:***@127.0.0.1:{port} is not reachable" in line
+    assert "s3cret-pw" not in proc.stderr + proc.stdout
     assert "unset MLFLOW_TRACKING_URI" in line
     assert "train base" not in proc.stderr  # no epoch started
     assert not checkpoints(project) and not (project.path / "models/base").exists()
