@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 # A team tracking server: PostgreSQL + `mlflow server` with basic auth and proxied artifacts,
-# on 127.0.0.1; state (database, logs, credentials) in .sluice/server/. Ends with the three
+# on 127.0.0.1; state (database, logs, credentials) in .sluice/server/. Ends with the four
 # `export` lines to paste. `make server PORT=5050`, `ARTIFACTS=s3://bucket/mlflow` (with the
 # AWS_* and MLFLOW_S3_ENDPOINT_URL variables set) for artifacts on S3.
 server: $(STAMP)
