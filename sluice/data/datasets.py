@@ -233,12 +233,35 @@ def _parser_message(path: Path, exc: Exception) -> str:
 
 
 def _decode_message(path: Path, exc: UnicodeDecodeError) -> str:
-    """One line naming the first byte that is not UTF-8."""
+    """One line naming the first byte that is not UTF-8, and its line in the file."""
+    return decode_error_message(path, exc)
+
+
+def decode_error_message(path: Path, exc: UnicodeDecodeError) -> str:
+    """``<path> is not UTF-8 text (byte 0xe9 in line 2 ...)``: the line is found by reading
+    the file again (the decoder's offset is within a buffer, not the file)."""
     try:
         byte = f"byte 0x{exc.object[exc.start]:02x}"
     except (IndexError, TypeError):
         byte = "a byte"
-    return f"{path} is not UTF-8 text ({byte} cannot be decoded); save it as a UTF-8 CSV"
+    line = first_undecodable_line(path)
+    where = f" in line {line}" if line else ""
+    return f"{path} is not UTF-8 text ({byte}{where} cannot be decoded); save it as a UTF-8 CSV"
+
+
+def first_undecodable_line(path: Path) -> int | None:
+    """The 1-based number of the first line of ``path`` that is not valid UTF-8 (the header
+    is line 1), or None."""
+    try:
+        with path.open("rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    return number
+    except OSError:
+        return None
+    return None
 
 
 def load_raw(cfg: DataConfig) -> tuple[pd.DataFrame, str]:

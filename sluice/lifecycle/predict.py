@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sluice.data.datasets import decode_error_message
 from sluice.errors import SluiceError
 from sluice.io import atomic_path
 from sluice.model.bundle import PREDICTED, Classifier
@@ -125,4 +126,4 @@ def _read(path: Path, **kwargs) -> Iterator[pd.DataFrame]:
         first = str(exc).strip().splitlines()[0]
         raise SluiceError(f"{path} is not a well-formed CSV ({first})") from None
     except UnicodeDecodeError as exc:
-        raise SluiceError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise SluiceError(decode_error_message(path, exc)) from None

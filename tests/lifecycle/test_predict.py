@@ -132,6 +132,20 @@ def test_unusable_input_files_are_refused(scored, content, message):
     assert result.exit_code == 1 and message in result.stderr
 
 
+def test_a_csv_that_is_not_utf8_is_refused_naming_its_line(scored):
+    project, raw = scored
+    raw.to_csv(project.root / "latin1.csv", index=False)
+    lines = (project.root / "latin1.csv").read_bytes().splitlines(keepends=True)
+    lines[40] = lines[40].rstrip(b"\n") + b"caf\xe9\n"  # a Latin-1 byte in data row 40
+    (project.root / "latin1.csv").write_bytes(b"".join(lines))
+    result = cli("predict", "latin1.csv", "-o", "out.csv", "--chunk-size", "16", "--no-progress")
+    assert result.exit_code == 1
+    assert result.stderr.startswith(
+        "error: latin1.csv is not UTF-8 text (byte 0xe9 in line 41 cannot be decoded)"
+    )
+    assert not (project.root / "out.csv").exists()
+
+
 def test_header_only_csv_gives_header_only_output(scored):
     project, raw = scored
     raw.head(0).to_csv(project.root / "empty.csv", index=False)

@@ -90,8 +90,8 @@ def test_read_csv_accepts_str_path_and_bom(tmp_path: Path) -> None:
         (b"a,b,c\n1,2,3\n4,5,6\n7,8,9,10\n", r"data\.csv: line 4 has 4 fields, the header has 3"),
         (b"a,b\n1,2,3\n4,5,6\n", r"data\.csv: the data rows have 3 fields, the header has 2"),
         (b'a,b\n1,"open\n', r"data\.csv is not a well-formed CSV \(EOF inside string"),
-        (b"a,b\n1,caf\xe9\n", r"data\.csv is not UTF-8 text \(byte 0xe9"),
-        (b"a,b\xff\n1,2\n", r"data\.csv is not UTF-8 text \(byte 0xff"),
+        (b"a,b\n1,caf\xe9\n", r"data\.csv is not UTF-8 text \(byte 0xe9 in line 2 cannot"),
+        (b"a,b\xff\n1,2\n", r"data\.csv is not UTF-8 text \(byte 0xff in line 1 cannot"),
         (b"id,x,id\n1,2,3\n", r"data\.csv: column 'id' appears 2 times in the header"),
     ],
 )
