@@ -33,18 +33,19 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check sluice stages tests benchmarks scripts
-	$(BIN)/ruff format --check sluice stages tests benchmarks scripts
+	$(BIN)/ruff check sluice stages tests benchmarks
+	$(BIN)/ruff format --check sluice stages tests benchmarks
 	$(BIN)/lint-imports
 
 # A team tracking server: PostgreSQL + `mlflow server` with basic auth and proxied artifacts,
-# on 127.0.0.1; state (database, logs, credentials) in .sluice/server/. Ends with the four
-# `export` lines to paste. `make server PORT=5050`, `ARTIFACTS=s3://bucket/mlflow` (with the
+# on 127.0.0.1; state (database, logs, credentials) in .sluice/server/ (`sluice server --help`).
+# Ends with the four `export` lines to paste (the admin password itself on the first start
+# only). `make server PORT=5050`, `ARTIFACTS=s3://bucket/mlflow` (with the
 # AWS_* and MLFLOW_S3_ENDPOINT_URL variables set) for artifacts on S3.
 server: $(STAMP)
-	@$(BIN)/python scripts/server.py start --port $(or $(PORT),5000) \
+	@$(BIN)/sluice server start --port $(or $(PORT),5000) \
 		--state-dir "$(or $(SERVER_DIR),.sluice/server)" \
 		$(if $(ARTIFACTS),--artifacts-destination "$(ARTIFACTS)")
 
 server-stop:
-	@$(BIN)/python scripts/server.py stop --state-dir "$(or $(SERVER_DIR),.sluice/server)"
+	@$(BIN)/sluice server stop --state-dir "$(or $(SERVER_DIR),.sluice/server)"

@@ -1,6 +1,6 @@
 """The team tracking server: how long `make server` takes, and `dvc repro` against it vs SQLite.
 
-1. `scripts/server.py start` (what `make server` runs) on an empty folder until the server
+1. `sluice server start` (what `make server` runs) on an empty folder until the server
    answers its admin, then a second `start` (a no-op), then `stop`.
 2. The default `dvc repro` (the project's own params) in fresh project copies, alternating
    between the local SQLite store and one running server (PostgreSQL, basic auth, proxied
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import make_project  # noqa: E402  (the tests' project copier)
 
-SERVER = ROOT / "scripts" / "server.py"
+SLUICE = Path(sys.executable).with_name("sluice")
 
 
 def free_port() -> int:
@@ -43,10 +43,10 @@ def free_port() -> int:
 
 
 def server(*args: str) -> tuple[float, str]:
-    """Run scripts/server.py; return (seconds, stdout)."""
+    """Run `sluice server`; return (seconds, stdout)."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, str(SERVER), *args], capture_output=True, text=True, check=True
+        [str(SLUICE), "server", *args], capture_output=True, text=True, check=True
     )
     return time.perf_counter() - start, done.stdout
 

@@ -17,17 +17,20 @@ from typing import Annotated
 import typer
 
 from sluice.errors import report_errors
+from sluice.server.commands import app as server_app
 
 EXIT_REFUSED = 3
 
 app = typer.Typer(
     name="sluice",
-    help="Gated promotion, rollback, history and batch prediction of registered models.",
+    help="Gated promotion, rollback, history and batch prediction of registered models; "
+    "a team tracking server.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish
     pretty_exceptions_show_locals=False,
     rich_markup_mode="markdown",
 )
+app.add_typer(server_app)  # sluice server start|stop|status: the team tracking server
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 NameOpt = Annotated[
@@ -62,13 +65,20 @@ def _setup(params_path: Path, model_name: str | None):
 @app.command()
 @report_errors
 @_refusals_as_errors
-def status(params_path: ParamsOpt = Path("params.yaml"), model_name: NameOpt = None) -> None:
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the same data as JSON.")] = False,
+    params_path: ParamsOpt = Path("params.yaml"),
+    model_name: NameOpt = None,
+) -> None:
     """Registered versions, their aliases, role and test metrics, and the last gate verdict."""
-    from sluice.tracking.registry import aliases, list_versions, require_model
+    from sluice.lifecycle.status import model_status
 
     _, name = _setup(params_path, model_name)
-    require_model(name)
-    _print_status(name, aliases(name), list_versions(name))
+    found = model_status(name)
+    if as_json:
+        typer.echo(json.dumps(found, indent=2))
+    else:
+        _print_status(found)
 
 
 @app.command()
@@ -199,25 +209,23 @@ def _num(x) -> str:
     return "n/a" if x is None or x != x else f"{x:.4f}"
 
 
-def _print_status(name: str, alias_map: dict[str, str], versions: list) -> None:
-    """One row per registered version: aliases, role, test metrics, how it decides (argmax or
-    a threshold), last gate verdict."""
+def _print_status(found: dict) -> None:
+    """One row per registered version (``model_status``'s entries): aliases, role, test
+    metrics, how it decides (argmax or a threshold), last gate verdict."""
     from rich.table import Table
 
-    table = Table(title=f"{name}: registered versions")
+    table = Table(title=f"{found['model']}: registered versions")
     columns = ("version", "aliases", "role", "created", *METRIC_COLUMNS, "decision", "gate", "run")
     for col in columns:
         table.add_column(col)
-    for v in versions:
-        tags, version = v.tags or {}, str(v.version)
-        held = ", ".join(a for a, held_by in sorted(alias_map.items()) if held_by == version)
-        gate = {"true": "passed", "false": "refused"}.get(tags.get("sluice.gate.passed"), "-")
-        gate += " (forced)" if tags.get("sluice.gate.forced") == "true" else ""
-        created = datetime.fromtimestamp(v.creation_timestamp / 1000).strftime("%Y-%m-%d %H:%M")
-        metrics = [tags.get(f"test_{m}", "-")[:6] for m in METRIC_COLUMNS]
-        role, decision = tags.get("sluice.role", "-"), _escape(tags.get("sluice.decision", "-"))
-        row = [version, held or "-", role, created, *metrics, decision, gate, (v.run_id or "")[:8]]
-        table.add_row(*row)
+    for v in found["versions"]:
+        gate = (v["gate"] or "-") + (" (forced)" if v["forced"] else "")
+        created = datetime.fromisoformat(v["created"]).strftime("%Y-%m-%d %H:%M")
+        metrics = [v["metrics"][m] for m in METRIC_COLUMNS]
+        metrics = ["-" if x is None else f"{x:.4f}" for x in metrics]
+        role, decision = v["role"] or "-", _escape(v["decision"] or "-")
+        held, run = ", ".join(v["aliases"]) or "-", (v["run_id"] or "")[:8]
+        table.add_row(v["version"], held, role, created, *metrics, decision, gate, run)
     _console().print(table)
 
 

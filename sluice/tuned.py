@@ -3,10 +3,11 @@ finetune use."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from sluice.config import Params, load_params
 from sluice.errors import SluiceError
@@ -20,7 +21,9 @@ def apply_tuned(params: Params, tuned: dict[str, Any], source: str = str(TUNED_P
     """``params`` with the tune stage's choice on top: ``{"train": {"lr": ...}, ...}``.
 
     The one way stages and tuning trials turn a choice into the values they use; ``{}`` or
-    empty sections (tuning skipped) leave ``params`` as it is. The result is validated again.
+    empty sections (tuning skipped) leave ``params`` as it is. A nested section of the choice
+    (``{"train": {"text": {"embedding": 64}}}``) sets only the keys it names. The result is
+    validated again.
     """
     raw = params.model_dump()
     for section, values in tuned.items():
@@ -29,12 +32,23 @@ def apply_tuned(params: Params, tuned: dict[str, Any], source: str = str(TUNED_P
                 f"{source}: unexpected entry {section!r} (a choice sets only "
                 f"{', '.join(TUNED_SECTIONS)}); re-run the tune stage: dvc repro -f tune"
             )
-        raw[section] = {**raw[section], **values}
+        raw[section] = _merged(raw[section], values)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:
         message = format_error(exc.errors()[0], Params).removeprefix("params.yaml: ")
         raise SluiceError(f"{source}: {message}") from None
+
+
+def _merged(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``values`` on top, mapping into mapping (lists and values replace)."""
+    out = dict(base)
+    for key, value in values.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merged(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def load_tuned_params(
@@ -69,13 +83,9 @@ def _say_what_the_choice_overrides(params: Params, tuned: dict, tuned_path: Path
 
     chosen, explicit = [], []
     for section, values in tuned.items():
-        current = getattr(params, section)
-        for key, value in values.items():
-            if getattr(current, key) == value:
-                continue
-            line = f"{section}.{key} {getattr(current, key)!r} -> {value!r}"
-            default = type(current).model_fields[key].default
-            (explicit if getattr(current, key) != default else chosen).append(line)
+        for key, now, value, default in _changes(section, getattr(params, section), values):
+            line = f"{key} {now!r} -> {value!r}"
+            (explicit if now != default else chosen).append(line)
     log = logging.getLogger("sluice.tune")
     hint = "tune.space.<key>: null keeps params.yaml's value"
     if explicit:
@@ -88,3 +98,14 @@ def _say_what_the_choice_overrides(params: Params, tuned: dict, tuned_path: Path
         )
     if chosen:
         log.info("%s (the tune stage's choice): %s (%s)", tuned_path, ", ".join(chosen), hint)
+
+
+def _changes(prefix: str, current: BaseModel, values: dict[str, Any]) -> Iterator[tuple]:
+    """``(dotted key, params value, chosen value, default)`` of each key the choice changes,
+    nested sections (``train.text``) key by key."""
+    for key, value in values.items():
+        now = getattr(current, key)
+        if isinstance(value, dict) and isinstance(now, BaseModel):
+            yield from _changes(f"{prefix}.{key}", now, value)
+        elif now != value:
+            yield f"{prefix}.{key}", now, value, type(current).model_fields[key].default

@@ -10,7 +10,11 @@ from sluice.config.base import Section, between
 from sluice.config.base import bad as _bad
 from sluice.config.data import RESAMPLE_METHODS
 
-TUNE_FAMILIES = ("tabm", "mlp", "linear", "cnn")  # the train.model values a study can choose
+# The text families (sluice.model.nets.TEXT_ARCHS, restated without torch; a test holds the two
+# together): a study on a table with a text column chooses only between them.
+TEXT_FAMILIES = ("ngram", "bilstm")
+TUNE_FAMILIES = ("tabm", "mlp", "linear", "cnn", *TEXT_FAMILIES)  # what a study can choose
+CELLS = ("lstm", "gru")  # train.text.cell
 # What a study may choose for the imbalance: class weights, or a resampling method (not the
 # GAN, whose settings the study does not search).
 TUNE_IMBALANCE = (
@@ -25,7 +29,12 @@ _TUNE_RANGES = {
     "dropout": (0.0, 0.95),
     "weight_decay": (1e-12, 1.0),
     "lr": (1e-7, 10.0),
+    "embedding": (1, 4096),
+    "text_hidden": (1, 4096),
+    "text_layers": (1, 8),
+    "max_len": (1, 100_000),
 }
+_CHOICES = {"model": TUNE_FAMILIES, "imbalance": TUNE_IMBALANCE, "cell": CELLS}
 
 
 class TuneSpace(Section):
@@ -45,12 +54,22 @@ class TuneSpace(Section):
         "random_over",
         "smote",
     ]
+    # The text families' knobs (train.text), searched only in trials of a text family. The
+    # defaults keep an epoch on a few thousand short reviews to seconds on two CPU cores: cost
+    # grows with max_len x hidden for bilstm, and with (vocabulary + buckets) x embedding for
+    # ngram, whose embedding table the optimizer updates whole at every step.
+    embedding: list[int] | None = [16, 64]  # both text families, log scale
+    text_hidden: list[int] | None = [16, 64]  # bilstm: state size per direction, log scale
+    text_layers: list[int] | None = None  # bilstm: stacked layers (each one costs as much)
+    cell: list[Literal[CELLS]] | None = ["lstm", "gru"]  # bilstm
+    buckets: list[between(int, 1, 1 << 24)] | None = [4096, 16384]  # ngram: bigram buckets
+    max_len: list[int] | None = [32, 128]  # both: cap on tokens kept per text, log scale
 
-    @field_validator("model", "imbalance", mode="before")
+    @field_validator("model", "imbalance", "cell", mode="before")
     @classmethod
     def _known_choices(cls, value: Any, info: ValidationInfo) -> Any:
         # Checked here, as the generic message cannot name choices inside ``list[...] | None``.
-        known = {"model": TUNE_FAMILIES, "imbalance": TUNE_IMBALANCE}[info.field_name]
+        known = _CHOICES[info.field_name]
         for item in value if isinstance(value, list) else []:
             if item not in known:
                 _bad(f"tune.space.{info.field_name}", item, f"use one of {', '.join(known)}")
@@ -62,7 +81,7 @@ class TuneSpace(Section):
             value = getattr(self, key)
             if value is not None and not (len(value) == 2 and low <= value[0] <= value[1] <= high):
                 _bad(f"tune.space.{key}", value, f"give [low, high] within {low:g}..{high:g}")
-        for key in ("model", "batch_size", "imbalance"):
+        for key in ("model", "batch_size", "imbalance", "cell", "buckets"):
             value = getattr(self, key)
             if value is not None and (not value or len(set(value)) < len(value)):
                 _bad(f"tune.space.{key}", value, "list distinct choices, or null to not search it")

@@ -1,14 +1,22 @@
-"""Registry adapter for the model lifecycle: gated promotion and rollback of ``champion``.
+"""The model lifecycle: gated promotion and rollback of ``champion``.
 
-Both run under the registry lock, so concurrent callers see each other's moves: the champion is
-always the winner of a gate it actually passed against the champion of that moment, and every
-move (or refused attempt) is one history entry in the registry (:mod:`sluice.tracking.registry`).
+Both run under the registry lock (:mod:`sluice.tracking.lock`), so concurrent callers see each
+other's moves: the champion is always the winner of a gate it actually passed against the
+champion of that moment, and every move (or refused attempt) is one history entry in the registry.
+
+Everything that can be checked is checked before the first write (the reason's length against
+what a registry tag keeps). The writes then go in this order: the history entry (what makes a
+move undoable), the candidate's gate tags, and last the ``champion`` alias; if one fails, the
+earlier ones are undone (:func:`sluice.tracking.registry.apply_writes`), so a failure leaves the
+registry as it was, or says in its one line what could not be undone. What is written is built in
+:mod:`sluice.lifecycle.records`.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,16 +27,14 @@ from sluice.config import PromoteConfig
 from sluice.config.evaluate import LatencyRepeats
 from sluice.errors import SluiceError
 from sluice.evaluation.gate import Verdict, decide
-from sluice.tracking.registry import (
-    aliases,
-    last_promotion,
-    move_alias_locked,
-    read_history,
-    record_event_locked,
-    registry_lock,
-    require_model,
-    set_version_tags,
+from sluice.lifecycle.records import (
+    CHAMPION,
+    promotion_writes,
+    rollback_writes,
+    undoable_promotion,
 )
+from sluice.tracking.lock import is_refusal, mlflow_cause, registry_lock
+from sluice.tracking.registry import apply_writes, read_state, require_model
 from sluice.tracking.registry_io import load_registered, resolve_version
 
 if TYPE_CHECKING:
@@ -36,7 +42,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CHAMPION = "champion"
 CHALLENGER = "challenger"
 
 
@@ -80,27 +85,26 @@ def promote(
 ) -> Outcome:
     """Move ``champion`` to ``candidate`` if it passes the gate on ``test`` (or if forced).
 
-    The gate's verdict is recorded either way: as a history entry and as tags on the candidate.
+    The gate's verdict is recorded either way: as a history entry and as tags on the candidate,
+    written (and undone on failure) before the alias moves, the last write.
     """
-    with registry_lock(name):
+    with _registry_reads(name):
         require_model(name)
-        version = resolve_version(model_ref(candidate), name)
-        if version.name != name:
-            raise SluiceError(f"{candidate} is a version of {version.name}, not of {name}")
-        cand, champ = str(version.version), aliases(name).get(CHAMPION)
-        if cand == champ:
-            note = f"version {cand} is already the champion of {name}; nothing to do"
-            return Outcome(False, cand, champ, None, None, note)
-        verdict = _judge(name, cand, champ, cfg, test, target, seed, force)
-        record = {"verdict": verdict.to_dict(), "forced": force, "reason": reason}
-        if not (verdict.passed or force):
-            entry = record_event_locked(name, CHAMPION, cand, action="refused", **record)
-        else:
-            entry = move_alias_locked(name, CHAMPION, cand, action="promote", **record)
-        set_version_tags(name, cand, _verdict_tags(verdict, entry, force))
-    moved = entry.get("moved", True)
+        with registry_lock(name) as lease:
+            version = resolve_version(model_ref(candidate), name)
+            if version.name != name:
+                raise SluiceError(f"{candidate} is a version of {version.name}, not of {name}")
+            state = read_state(name)
+            cand, champ = str(version.version), state.aliases.get(CHAMPION)
+            if cand == champ:
+                note = f"version {cand} is already the champion of {name}; nothing to do"
+                return Outcome(False, cand, champ, None, None, note)
+            verdict = _judge(name, cand, champ, cfg, test, target, seed, force)
+            entry, writes = promotion_writes(name, state, version, verdict, force, reason)
+            lease.ensure()
+            apply_writes(writes, f"promotion of {name} version {cand}")
     log.debug("gate for %s version %s vs %s: %s", name, cand, champ, verdict.reasons)
-    return Outcome(moved, cand, champ, verdict, entry)
+    return Outcome(entry.get("moved", True), cand, champ, verdict, entry)
 
 
 def rollback(name: str, reason: str = "") -> dict[str, Any]:
@@ -109,43 +113,36 @@ def rollback(name: str, reason: str = "") -> dict[str, Any]:
     Returns the history entry of the rollback; raises SluiceError when there is nothing to
     roll back to, or when the alias was moved outside sluice since the last recorded move.
     """
-    with registry_lock(name):
+    with _registry_reads(name):
         require_model(name)
-        last = _undoable_promotion(name)
-        resolve_version(f"{name}/{last['from']}", name)  # still registered?
-        entry = move_alias_locked(
-            name,
-            CHAMPION,
-            last["from"],
-            action="rollback",
-            undoes=last["seq"],
-            reason=reason or f"rollback of promotion #{last['seq']}",
-        )
-        set_version_tags(name, last["to"], {"sluice.rolled_back_by": entry["seq"]})
+        with registry_lock(name) as lease:
+            state = read_state(name)
+            last = undoable_promotion(name, state)
+            resolve_version(f"{name}/{last['from']}", name)  # still registered?
+            undone = resolve_version(f"{name}/{last['to']}", name)
+            entry, writes = rollback_writes(name, state, last, undone, reason)
+            lease.ensure()
+            apply_writes(writes, f"rollback of {name} to version {last['from']}")
     return entry
 
 
-def _undoable_promotion(name: str) -> dict[str, Any]:
-    """The promotion a rollback undoes, checked against the registry's current champion."""
-    last = last_promotion(read_history(name), CHAMPION)
-    if last is None:
+@contextmanager
+def _registry_reads(name: str) -> Iterator[None]:
+    """A registry read that fails (a server error) becomes one line; nothing was written yet.
+
+    Refusals (HTTP 401/403) pass through for the CLI, which names the login and what it lacks.
+    """
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        if is_refusal(exc):
+            raise
         raise SluiceError(
-            f"no promotion of {name} to roll back: the history has no champion moves "
-            "(see `sluice history`)"
-        )
-    if last["from"] is None:
-        raise SluiceError(
-            f"version {last['to']} was the first champion of {name}; there is no earlier "
-            "version to roll back to (promote another one with `sluice promote --force`)"
-        )
-    current = aliases(name).get(CHAMPION)
-    if current != last["to"]:
-        raise SluiceError(
-            f"the champion of {name} is version {current}, but the last recorded promotion "
-            f"(#{last['seq']}) set version {last['to']}: the alias was moved outside sluice; "
-            "use `sluice promote --version <v> --force` to set it explicitly"
-        )
-    return last
+            f"reading the registry of {name} failed ({mlflow_cause(exc)}); nothing was changed, "
+            "try again"
+        ) from None
 
 
 def _judge(
@@ -214,16 +211,3 @@ def _bundle_bytes(clf: Classifier) -> int:
         bundle = Path(tmp) / "bundle"
         save_bundle(bundle, clf.net, clf.spec)
         return sum(f.stat().st_size for f in bundle.iterdir() if f.is_file())
-
-
-def _verdict_tags(verdict: Verdict, entry: dict[str, Any], force: bool) -> dict[str, Any]:
-    """Tags on the candidate version: the gate's decision and numbers, and the history entry."""
-    tags = {
-        "sluice.gate.passed": str(verdict.passed).lower(),
-        "sluice.gate.forced": str(force).lower(),
-        "sluice.gate.verdict": json.dumps(verdict.to_dict()),
-        "sluice.gate.history_seq": entry["seq"],
-    }
-    if entry.get("moved", True):
-        tags["sluice.promoted_at"] = entry["time"]
-    return tags

@@ -2,12 +2,13 @@
 
 On a small table (a cross-validated study) the trials' scores differ by less than their noise:
 the best of 20 trials is partly the luckiest, and on breast-cancer it generalised worse than the
-hand-set defaults. So a cross-validated study also scores the defaults, once per model family of
-the space (its "defaults" candidates, on the same folds), and the best trial replaces them only
-when it beats the best of them by more than one standard error of their paired per-fold
-differences (the one-standard-error rule of cross-validated model selection, anchored on the
-defaults rather than on the simplest model). A study scored on one validation split has no
-per-fold spread and chooses its best trial, as before.
+hand-set defaults. So a cross-validated study also scores the defaults, once per model family it
+searches (its "defaults" candidates, on the same folds; on a table with text, the text
+families), and the best trial replaces them only when it beats the best of them by more than
+one standard error of their paired per-fold differences (the one-standard-error rule of
+cross-validated model selection, anchored on the defaults rather than on the simplest model).
+A study scored on one validation split has no per-fold spread and chooses its best trial, as
+before.
 """
 
 from __future__ import annotations

@@ -27,13 +27,13 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from sluice.config import Params
+from sluice.config import Params, TuneSpace
 from sluice.data.resampling import class_weights, resample
 from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import fit, predict_proba
 from sluice.pipeline.runner import fit_settings
-from sluice.pipeline.tune_choice import suggest_choice
+from sluice.pipeline.tune_space import suggest_choice
 from sluice.tuned import apply_tuned
 
 log = logging.getLogger(__name__)
@@ -93,13 +93,16 @@ class Objective:
     Resampled training parts are kept per (method, part) and transformed arrays per (method,
     part, preprocessing), so a study resamples and transforms each variant once. With several
     parts (cross-validation) the score is the mean over the held-out parts, and the pruner
-    watches every part's curve (see ``_Reporter``).
+    watches every part's curve (see ``_Reporter``). ``space`` is ``tune.space`` narrowed to
+    the table (``tune_space.study_space``): its ``model`` the families searched, and
+    ``left_out`` what the narrowing dropped, for the study's report.
     """
 
     params: Params
     data: TuneData
-    families: list[str] | None
+    space: TuneSpace
     default_arch: str
+    left_out: dict[str, Any] = field(default_factory=dict)
     _resampled: dict[tuple[str, int, int], pd.DataFrame] = field(default_factory=dict)
     _arrays: dict[tuple[str, str], tuple] = field(default_factory=dict)
 
@@ -107,9 +110,14 @@ class Objective:
     def metric(self) -> str:
         return self.params.tune.metric
 
+    @property
+    def families(self) -> list[str] | None:
+        """The families the study searches (None: ``train.model`` stays)."""
+        return self.space.model
+
     def __call__(self, trial: optuna.Trial) -> float:
         p = self.params
-        choice = suggest_choice(trial, p.tune.space, self.families, p, self.default_arch)
+        choice = suggest_choice(trial, self.space, self.families, p, self.default_arch)
         scored = self._score(
             trial, choice, f"trial {trial.number}", {"sluice.trial": str(trial.number)}
         )
@@ -118,9 +126,9 @@ class Objective:
         return scored["scores"][self.metric]
 
     def score_defaults(self) -> list[dict[str, Any]]:
-        """params.yaml's own values, once per model family of the space, scored on the same
-        parts as the trials (never pruned): the candidates a trial must clearly beat
-        (``sluice.pipeline.tune_select``)."""
+        """params.yaml's own values, once per model family the study searches (on a table with
+        text, the text families), scored on the same parts as the trials (never pruned): the
+        candidates a trial must clearly beat (``sluice.pipeline.tune_select``)."""
         families = self.families or [None]
         scored = []
         for family in families:
@@ -142,7 +150,7 @@ class Objective:
         """
         import mlflow
 
-        from sluice.tracking.store import run_tags
+        from sluice.tracking.runs import run_tags
 
         trial.set_user_attr("choice", choice)
         curve: list[dict[str, float]] = []
@@ -314,6 +322,13 @@ def log_trial(
     )
 
 
-def flatten(choice: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """``{"train": {"lr": x}}`` -> ``{"train.lr": x}`` (MLflow params, log lines)."""
-    return {f"{s}.{k}": v for s, values in choice.items() for k, v in values.items()}
+def flatten(choice: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"train": {"lr": x, "text": {"cell": c}}}`` -> ``{"train.lr": x, "train.text.cell": c}``
+    (MLflow params, log lines)."""
+    flat: dict[str, Any] = {}
+    for key, value in choice.items():
+        if isinstance(value, dict):
+            flat |= flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat

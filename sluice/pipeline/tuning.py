@@ -17,18 +17,12 @@ import time
 import warnings
 
 from sluice import paths
-from sluice.config import Params
+from sluice.config import Params, TuneSpace
 from sluice.data.columns import feature_types
 from sluice.data.splitting import sorted_labels
 from sluice.errors import SluiceError
 from sluice.io import file_md5, read_json, read_table
-from sluice.pipeline.tune_choice import (
-    skip_reason,
-    study_families,
-    study_name,
-    write_choice,
-    write_skipped,
-)
+from sluice.pipeline.tune_choice import skip_reason, study_name, write_choice, write_skipped
 from sluice.pipeline.tune_select import study_result
 from sluice.tracking.grouping import PARENT_TAG
 
@@ -67,7 +61,8 @@ def run_worker(params: Params) -> int:
     import mlflow
     import torch
 
-    from sluice.tracking.store import connect, run_tags
+    from sluice.tracking.runs import run_tags
+    from sluice.tracking.store import connect
 
     name, objective = prepared
     experiment_id = connect(params.registry.experiment)
@@ -93,12 +88,15 @@ def _prepare(params: Params):
     reason = skip_reason(params, types)
     if reason:
         return reason
-    from sluice.model.nets import choose_arch, image_shape_for
+    from sluice.data.resampling import check_text_method
+    from sluice.model.nets import image_shape_for
+    from sluice.pipeline.tune_space import study_space
     from sluice.pipeline.tune_trial import Objective, TuneData
 
-    all_numeric = all(t == "numeric" for t in types.values())
-    default_arch = choose_arch(params.train.model, len(types), all_numeric)
-    families = study_families(params.tune.space, image_shape_for(len(types)) is not None)
+    space, left_out = study_space(params.tune.space, types, image_shape_for(len(types)) is not None)
+    default_arch = _default_arch(params, types, space)
+    if space.imbalance is None:  # every trial resamples as params.yaml says: refused before any
+        check_text_method(params.resample.method, types)
     data = TuneData(
         train=read_table(paths.SPLITS["train"]),
         val=read_table(paths.SPLITS["val"]),
@@ -109,7 +107,19 @@ def _prepare(params: Params):
     data.cross_validate(params.tune.cv_folds, params.tune.cv_below_rows, params.seed)
     log.info("tune: trials are scored on %s", data.scored_on)
     name = study_name(params, [file_md5(paths.SPLITS[s]) for s in ("train", "val")])
-    return name, Objective(params, data, families, default_arch)
+    return name, Objective(params, data, space, default_arch, left_out)
+
+
+def _default_arch(params: Params, types: dict[str, str], space: TuneSpace) -> str:
+    """The family trials train when the study does not search one: ``train.model`` resolved
+    for these columns (a family train cannot build is refused here, before any trial)."""
+    if space.model is not None:
+        return space.model[0]  # every trial and default candidate names its family
+    from sluice.model.nets import choose_arch
+    from sluice.pipeline.tune_space import text_columns
+
+    all_numeric = all(t == "numeric" for t in types.values())
+    return choose_arch(params.train.model, len(types), all_numeric, text_columns(types))
 
 
 def _study_in_a_run(params: Params, name: str, objective) -> None:
@@ -119,7 +129,8 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
     import torch
 
     from sluice.pipeline.tune_trial import flatten
-    from sluice.tracking.store import connect, fail_stale_runs, run_tags
+    from sluice.tracking.runs import fail_stale_runs, run_tags
+    from sluice.tracking.store import connect
 
     experiment_id = connect(params.registry.experiment)
     fail_stale_runs(experiment_id, "tune")
@@ -142,6 +153,9 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
             choice = train_on_folds(choice, params, len(objective.data.parts))
         report["timed_out"] = report["trials"] < params.tune.trials  # then machine-dependent
         report["scored_on"] = objective.data.scored_on
+        if objective.left_out:
+            report["left_out"] = objective.left_out
+            mlflow.set_tag("sluice.left_out", str(objective.left_out))
         mlflow.log_params({f"chosen.{k}": v for k, v in flatten(choice).items()})
         mlflow.log_metrics(
             {

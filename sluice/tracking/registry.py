@@ -1,9 +1,13 @@
-"""Aliases and their history, kept in the MLflow registry itself (tags), under a registry lock.
+"""Aliases and their history, kept in the MLflow registry itself (tags), changed under the
+registry lock (:mod:`sluice.tracking.lock`).
 
-The lock is a registered model named ``<name>.lock``: creating a registered model is atomic in
-every MLflow store (a unique key), so only one process holds it, on SQLite, PostgreSQL or a
-tracking server alike. History entries are tags ``sluice.history.000001`` ... on the registered
-model, each a JSON record of one alias move (or of a refused attempt, with ``"moved": false``).
+History entries are tags ``sluice.history.000001`` ... on the registered model, each a JSON record
+of one alias move (or of a refused attempt, with ``"moved": false``).
+
+A change is a list of writes applied in order (:func:`apply_writes`): first the history entry, the
+record that makes a move undoable; then tags on versions; last the alias, the one write users see.
+When a write fails, the earlier ones are undone newest first (best effort, and the error says what
+could not be undone), so the registry is left as it was, or with alias, history and tags agreeing.
 """
 
 from __future__ import annotations
@@ -12,114 +16,198 @@ import getpass
 import json
 import logging
 import os
-import socket
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sluice.errors import SluiceError
+from sluice.tracking.lock import is_refusal, mlflow_cause, registry_lock
 
 log = logging.getLogger(__name__)
 
 HISTORY_PREFIX = "sluice.history."
-STALE_LOCK_S = 300.0
+# The longest tag value a registered model keeps: MLflow's SQL schema declares
+# registered_model_tags.value as VARCHAR(5000) (SqlRegisteredModelTag in
+# mlflow/store/model_registry/dbmodels/models.py). PostgreSQL refuses a longer value, SQLite
+# keeps it; MLflow's own check (MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH) lets up to 100,000 through.
+TAG_VALUE_LIMIT = 5000
 
 
-@contextmanager
-def registry_lock(name: str, timeout_s: float = 120.0) -> Iterator[None]:
-    """Hold the registry lock of model ``name`` for the duration of the block."""
+@dataclass(frozen=True)
+class RegistryState:
+    """A registered model's aliases and history, read in one call."""
+
+    aliases: dict[str, str]
+    history: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Write:
+    """One registry write, what it is (for messages), and the write that undoes it."""
+
+    what: str
+    do: Callable[[], None]
+    undo: Callable[[], None]
+
+
+def _client():
     import mlflow
-    from mlflow.exceptions import MlflowException
 
-    client = mlflow.MlflowClient()
-    lock_name = f"{name}.lock"
-    owner = f"{socket.gethostname()}:{os.getpid()}"
-    deadline = time.monotonic() + timeout_s
-    delay = 0.05
-    while True:
-        try:
-            client.create_registered_model(
-                lock_name,
-                tags={"sluice.lock_owner": owner},
-                description="sluice registry lock (transient)",
-            )
-            break
-        except MlflowException as exc:
-            if not _lock_taken(exc):
-                raise
-            _break_if_stale(client, lock_name)
-            if time.monotonic() > deadline:
-                raise SluiceError(
-                    f"registry lock {lock_name} is held by another process; try again, or delete "
-                    "that registered model if its owner died"
-                ) from None
-            time.sleep(delay)
-            delay = min(delay * 1.5, 0.5)
-    try:
-        yield
-    finally:
-        client.delete_registered_model(lock_name)
+    return mlflow.MlflowClient()
 
 
-def _lock_taken(exc) -> bool:
-    """Creating the lock failed because another process holds it, or released it meanwhile:
-    MLflow's SQL store looks the existing model up to report the clash, and on a busy server
-    it may already be gone (RESOURCE_DOES_NOT_EXIST)."""
-    text = str(exc)
-    return (
-        "already exists" in text.lower()
-        or "ALREADY_EXISTS" in text
-        or exc.error_code == "RESOURCE_DOES_NOT_EXIST"
-    )
-
-
-def _break_if_stale(client, lock_name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        held = client.get_registered_model(lock_name)
-    except MlflowException:
-        return
-    age_s = time.time() - held.creation_timestamp / 1000.0
-    if age_s > STALE_LOCK_S:
-        log.warning("breaking stale registry lock %s (%.0f s old)", lock_name, age_s)
-        with suppress(MlflowException):
-            client.delete_registered_model(lock_name)
+def read_state(name: str) -> RegistryState:
+    """Aliases (alias -> version) and every recorded alias move of ``name``, oldest first."""
+    model = _client().get_registered_model(name)
+    entries = sorted((k, v) for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX))
+    found = {alias: str(version) for alias, version in (model.aliases or {}).items()}
+    return RegistryState(found, [json.loads(v) for _, v in entries])
 
 
 def read_history(name: str) -> list[dict[str, Any]]:
     """Every recorded alias move of ``name``, oldest first."""
-    import mlflow
-
-    model = mlflow.MlflowClient().get_registered_model(name)
-    entries = [(k, v) for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX)]
-    return [json.loads(v) for _, v in sorted(entries)]
+    return read_state(name).history
 
 
 def aliases(name: str) -> dict[str, str]:
     """Alias -> version of the registered model."""
-    import mlflow
-
-    model = mlflow.MlflowClient().get_registered_model(name)
-    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
+    return read_state(name).aliases
 
 
-def move_alias_locked(name: str, alias: str, version: str, **record: Any) -> dict[str, Any]:
-    """Point ``alias`` at ``version`` and append the move to the history (lock already held)."""
-    import mlflow
+def new_entry(
+    state: RegistryState, alias: str, version: str, record: dict[str, Any]
+) -> dict[str, Any]:
+    """The next history entry: a move of ``alias`` from its current version to ``version``."""
+    seq = max((int(e.get("seq", 0)) for e in state.history), default=0) + 1
+    return {
+        "seq": seq,
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "alias": alias,
+        "from": state.aliases.get(alias),
+        "to": str(version),
+        "user": _user(),
+        **record,
+    }
 
-    entry = _new_entry(name, alias, version, record)
-    mlflow.MlflowClient().set_registered_model_alias(name, alias, str(version))
-    _write_entry(name, entry)
-    return entry
+
+def check_entry_fits(entry: dict[str, Any]) -> None:
+    """Raise SluiceError, before anything is written, if the registry cannot keep ``entry``."""
+    size = len(json.dumps(entry))
+    if size <= TAG_VALUE_LIMIT:
+        return
+    reason = str(entry.get("reason", ""))
+    keep = max(len(reason) - (size - TAG_VALUE_LIMIT), 0)
+    raise SluiceError(
+        f"the reason is too long: the history entry would be {size} characters ({len(reason)} "
+        f"of them the reason) and a registry tag keeps at most {TAG_VALUE_LIMIT}; shorten the "
+        f"reason (--reason) to at most {keep} characters (nothing was changed)"
+    )
 
 
-def record_event_locked(name: str, alias: str, version: str, **record: Any) -> dict[str, Any]:
-    """Append a history entry that does *not* move ``alias`` (e.g. a refused promotion)."""
-    entry = _new_entry(name, alias, version, {"moved": False, **record})
-    _write_entry(name, entry)
+def history_write(name: str, entry: dict[str, Any]) -> Write:
+    """Write history entry ``entry``; undone by deleting it."""
+    client, key = _client(), f"{HISTORY_PREFIX}{entry['seq']:06d}"
+    return Write(
+        f"history entry #{entry['seq']} (tag {key} of {name})",
+        lambda: client.set_registered_model_tag(name, key, json.dumps(entry)),
+        lambda: client.delete_registered_model_tag(name, key),
+    )
+
+
+def version_tag_writes(
+    name: str, version: str, tags: dict[str, Any], previous: dict[str, str]
+) -> list[Write]:
+    """Set ``tags`` on a version; each undone by restoring its ``previous`` value (or none)."""
+    client = _client()
+    return [
+        _version_tag_write(client, name, str(version), key, str(value), previous.get(key))
+        for key, value in tags.items()
+    ]
+
+
+def _version_tag_write(
+    client, name: str, version: str, key: str, value: str, previous: str | None
+) -> Write:
+    def do() -> None:
+        client.set_model_version_tag(name, version, key, value)
+
+    def undo() -> None:
+        if previous is None:
+            client.delete_model_version_tag(name, version, key)
+        else:
+            client.set_model_version_tag(name, version, key, previous)
+
+    return Write(f"tag {key} of version {version}", do, undo)
+
+
+def alias_write(name: str, alias: str, version: str, previous: str | None) -> Write:
+    """Point ``alias`` at ``version``; undone by pointing it back (or deleting it)."""
+    client = _client()
+
+    def undo() -> None:
+        if previous is None:
+            client.delete_registered_model_alias(name, alias)
+        else:
+            client.set_registered_model_alias(name, alias, previous)
+
+    return Write(
+        f"alias {alias} -> version {version}",
+        lambda: client.set_registered_model_alias(name, alias, str(version)),
+        undo,
+    )
+
+
+def apply_writes(writes: list[Write], action: str) -> None:
+    """Apply ``writes`` in order; when one fails, undo the earlier ones and raise SluiceError."""
+    from mlflow.exceptions import MlflowException
+
+    for done, write in enumerate(writes):
+        try:
+            write.do()
+        except MlflowException as exc:
+            left = _undo(writes[:done])
+            raise SluiceError(_failure(action, write, exc, done, left)) from None
+
+
+def _undo(done: list[Write]) -> list[str]:
+    """Undo ``done`` newest first; return what could not be undone."""
+    from mlflow.exceptions import MlflowException
+
+    left = []
+    for write in reversed(done):
+        try:
+            write.undo()
+        except MlflowException as exc:
+            left.append(f"{write.what} ({mlflow_cause(exc)})")
+    return left
+
+
+def _failure(action: str, write: Write, exc: Exception, done: int, left: list[str]) -> str:
+    """One line: what failed, and whether the registry is back as it was."""
+    head = f"{action} failed at {write.what} ({mlflow_cause(exc)})"
+    if not left:
+        undone = "; its earlier writes were undone" if done else ""
+        return f"{head}{undone}; nothing was changed, try again"
+    return (
+        f"{head}, and undoing its earlier writes failed too, so these remain: {'; '.join(left)}. "
+        "The registry may disagree with itself (see `sluice history` and `sluice status`): "
+        "remove what remains by hand, or run the command again"
+    )
+
+
+def record_alias_move(name: str, alias: str, version: str, **record: Any) -> dict[str, Any]:
+    """Take the registry lock, record the move of ``alias`` to ``version`` and make it."""
+    with registry_lock(name) as lease:
+        state = read_state(name)
+        entry = new_entry(state, alias, version, record)
+        check_entry_fits(entry)
+        writes = [
+            history_write(name, entry),
+            alias_write(name, alias, version, state.aliases.get(alias)),
+        ]
+        lease.ensure()
+        apply_writes(writes, f"moving alias {alias} of {name} to version {version}")
     return entry
 
 
@@ -147,47 +235,19 @@ def require_model(name: str) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        mlflow.MlflowClient().get_registered_model(name)
-    except MlflowException:
+        _client().get_registered_model(name)
+    except MlflowException as exc:
+        if is_refusal(exc):
+            raise
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise SluiceError(
+                f"could not read registered model '{name}' ({mlflow_cause(exc)}); nothing was "
+                "changed, try again"
+            ) from None
         raise SluiceError(
             f"no registered model named '{name}' in the MLflow store ({mlflow.get_tracking_uri()});"
             " run the pipeline (dvc repro) to register versions, or pass --model-name"
         ) from None
-
-
-def set_version_tags(name: str, version: str, tags: dict[str, Any]) -> None:
-    """Set tags on one registered version (values as strings)."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    for key, value in tags.items():
-        client.set_model_version_tag(name, str(version), key, str(value))
-
-
-def _new_entry(name: str, alias: str, version: str, record: dict[str, Any]) -> dict[str, Any]:
-    seq = max((int(e.get("seq", 0)) for e in read_history(name)), default=0) + 1
-    return {
-        "seq": seq,
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
-        "alias": alias,
-        "from": aliases(name).get(alias),
-        "to": str(version),
-        "user": _user(),
-        **record,
-    }
-
-
-def _write_entry(name: str, entry: dict[str, Any]) -> None:
-    import mlflow
-
-    key = f"{HISTORY_PREFIX}{entry['seq']:06d}"
-    mlflow.MlflowClient().set_registered_model_tag(name, key, json.dumps(entry))
-
-
-def record_alias_move(name: str, alias: str, version: str, **record: Any) -> dict[str, Any]:
-    """Take the registry lock, move ``alias`` and record it."""
-    with registry_lock(name):
-        return move_alias_locked(name, alias, version, **record)
 
 
 def _user() -> str:
@@ -199,9 +259,7 @@ def _user() -> str:
 
 def list_versions(name: str) -> list[Any]:
     """Every registered version of ``name`` (ModelVersion objects), newest first."""
-    import mlflow
-
-    client = mlflow.MlflowClient()
+    client = _client()
     found, token = [], None
     while True:
         page = client.search_model_versions(f"name = '{name}'", page_token=token)

@@ -114,7 +114,17 @@ def resolve_version(uri: str, default_name: str):
         name, _, version = ref.rpartition("/")
         return client.get_model_version(name, version)
     except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code not in _NOT_FOUND and exc.get_http_status_code() not in (401, 403):
+            # A server error is no answer: say so, rather than that the model is missing.
+            raise SluiceError(
+                f"could not look model {uri} up in the registry ({exc.error_code}: "
+                f"{exc.message.splitlines()[0][:200]}); nothing was changed, try again"
+            ) from None
         raise SluiceError(f"model {uri} not found in the registry ({exc.message})") from None
+
+
+# What the registry answers for a missing version (and for a missing alias, or a bad number).
+_NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
 def load_registered(uri: str, default_name: str) -> tuple[Classifier, Any]:

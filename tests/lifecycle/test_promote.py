@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -199,3 +200,42 @@ def test_real_process_promote_exit_codes(project):
     refused = project.run_cli("promote", "--version", VERSION["weak"])
     assert refused.returncode == EXIT_REFUSED and "refused" in refused.stdout
     assert champion(project) == VERSION["good"]
+
+
+def registry_state(project) -> tuple:
+    """Aliases, history and every version's tags: what a failed command must leave alone."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    versions = client.search_model_versions(f"name = '{project.name}'")
+    tags = {str(v.version): dict(v.tags) for v in versions}
+    return aliases(project.name), read_history(project.name), tags
+
+
+def test_a_reason_longer_than_the_registry_keeps_is_refused_before_any_write(project):
+    from sluice.tracking.registry import TAG_VALUE_LIMIT
+
+    assert cli("promote", "--version", VERSION["weak"], "--force").exit_code == 0
+    before = registry_state(project)
+    result = cli("promote", "--force", "--reason", "x" * TAG_VALUE_LIMIT)
+    assert result.exit_code == 1, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: the reason is too long") and "nothing was changed" in line
+    assert registry_state(project) == before
+    # The length the line offers fits exactly (PostgreSQL would refuse one character more).
+    keep = int(re.search(r"to at most (\d+) characters", line).group(1))
+    assert cli("promote", "--force", "--reason", "x" * keep).exit_code == 0
+    assert champion(project) == VERSION["good"]
+    last = champion_moves(project)[-1]
+    assert last["reason"] == "x" * keep and len(json.dumps(last)) == TAG_VALUE_LIMIT
+
+
+def test_a_rollback_with_a_too_long_reason_changes_nothing(project):
+    assert cli("promote", "--version", VERSION["weak"], "--force").exit_code == 0
+    assert cli("promote").exit_code == 0
+    before = registry_state(project)
+    result = cli("rollback", "--reason", "y" * 6000)
+    assert result.exit_code == 1 and result.stderr.startswith("error: the reason is too long")
+    assert registry_state(project) == before
+    assert cli("rollback", "--reason", "y" * 100).exit_code == 0
+    assert champion(project) == VERSION["weak"]

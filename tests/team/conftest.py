@@ -1,7 +1,7 @@
 """A real team set-up for the tests, on loopback only, stopped at the end.
 
 ``team_server``: PostgreSQL and ``mlflow server --app-name basic-auth`` started once per test
-session by ``scripts/server.py`` (what ``make server`` runs). ``s3``: ``rclone serve s3`` on a
+session by ``sluice server start`` (what ``make server`` runs). ``s3``: ``rclone serve s3`` on a
 temporary folder. Commands run as a user would run them, with the credentials the server printed.
 """
 
@@ -12,7 +12,6 @@ import secrets
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -21,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import BIN, ROOT
+from conftest import BIN
 
-SERVER_SCRIPT = ROOT / "scripts" / "server.py"
+SLUICE = BIN / "sluice"
 
 
 def free_port() -> int:
@@ -32,10 +31,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def server_script(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    """Run ``scripts/server.py`` (start, stop, status) as ``make server`` does."""
+def sluice_server(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``sluice server`` (start, stop, status) as ``make server`` does."""
     return subprocess.run(
-        [sys.executable, str(SERVER_SCRIPT), *args],
+        [str(SLUICE), "server", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,6 +69,7 @@ class TeamServer:
 
     @property
     def password(self) -> str:
+        """The admin password, as the first start printed it (later starts print none)."""
         return self.exports["MLFLOW_TRACKING_PASSWORD"]
 
     def env(self, base: dict[str, str], user: str | None = None, password: str | None = None):
@@ -83,20 +83,20 @@ class TeamServer:
 
 def start_server(state_dir: Path, *args: str, env: dict | None = None) -> TeamServer:
     port = free_port()
-    started = server_script("start", "--state-dir", str(state_dir), "--port", str(port), *args,
+    started = sluice_server("start", "--state-dir", str(state_dir), "--port", str(port), *args,
                             env=env)  # fmt: skip
     if started.returncode != 0:
         log = state_dir / "mlflow.log"
         tail = log.read_text()[-3000:] if log.exists() else ""
-        server_script("stop", "--state-dir", str(state_dir))
+        sluice_server("stop", "--state-dir", str(state_dir))
         pytest.fail(f"server did not start:\n{started.stdout}\n{started.stderr}\n{tail}")
     return TeamServer(state_dir, port, started.stdout)
 
 
 def stop_server(server: TeamServer) -> None:
-    stopped = server_script("stop", "--state-dir", str(server.state_dir))
+    stopped = sluice_server("stop", "--state-dir", str(server.state_dir))
     assert stopped.returncode == 0, stopped.stderr
-    assert server_script("status", "--state-dir", str(server.state_dir)).returncode == 3
+    assert sluice_server("status", "--state-dir", str(server.state_dir)).returncode == 3
 
 
 @contextmanager

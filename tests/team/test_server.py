@@ -53,10 +53,11 @@ def test_the_admin_password_is_generated_not_a_default(team_server):
     password = team_server.password
     assert len(password) >= 24 and password != LEGACY_DEFAULT
     assert http_status(team_server.uri + SEARCH, "admin", LEGACY_DEFAULT) == 401
-    for name in ("credentials.env", "basic_auth.ini", "secrets.json", "pgpass"):
+    private = ("credentials.env", "basic_auth.ini", "secrets.json", "pgpass", "optuna.pgpass")
+    for name in (*private, "admin.password", "server.json"):
         assert (team_server.state_dir / name).stat().st_mode & 0o777 == 0o600, name
-    saved = (team_server.state_dir / "credentials.env").read_text()
-    assert f"export MLFLOW_TRACKING_PASSWORD={password}\n" in saved
+    assert (team_server.state_dir / "admin.password").read_text() == password + "\n"
+    assert password not in (team_server.state_dir / "credentials.env").read_text()
 
 
 def test_make_server_again_is_a_noop_that_says_it_runs(team_server):
@@ -69,10 +70,11 @@ def test_make_server_again_is_a_noop_that_says_it_runs(team_server):
     )  # fmt: skip
     assert again.returncode == 0, again.stderr
     assert f"already running at {team_server.uri}" in again.stdout
-    exports = [line for line in again.stdout.splitlines() if line.startswith("export ")]
-    assert exports == [
-        line for line in team_server.output.splitlines() if line.startswith("export")
-    ]
+    first, second = team_server.exports, replace(team_server, output=again.stdout).exports
+    assert first.keys() == second.keys()
+    assert {k: v for k, v in first.items() if k != "MLFLOW_TRACKING_PASSWORD"} == {
+        k: v for k, v in second.items() if k != "MLFLOW_TRACKING_PASSWORD"
+    }
     assert json.loads(state.read_text())["pid"] == pid
 
 
@@ -147,6 +149,29 @@ def test_promote_history_and_predict_against_the_server(pipeline, admin):
     pipeline.run("sluice", "predict", "rows.csv", "-o", "preds.csv", "--no-progress")
     preds = pd.read_csv(pipeline.path / "preds.csv")
     assert len(preds) == len(test) and preds["predicted"].notna().all()
+
+
+def _table_rows(table: str) -> dict[str, list[str]]:
+    """The cells of each row of `sluice status`'s table, by version (wrapped lines left out)."""
+    rows = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines()]
+    return {cells[0]: cells for cells in rows if cells and cells[0].isdigit()}
+
+
+def test_status_json_holds_what_status_shows(pipeline, admin):
+    from sluice.tracking.registry import aliases
+
+    name = pipeline.read_json("reports/registered.json")["model_name"]
+    found = json.loads(pipeline.run("sluice", "status", "--json").stdout)
+    rows = _table_rows(pipeline.run("sluice", "status").stdout)
+    assert found["model"] == name and found["aliases"] == aliases(name)
+    registered = admin.search_model_versions(f"name = '{name}'")
+    expected = sorted((v.version for v in registered), key=int, reverse=True)
+    assert [e["version"] for e in found["versions"]] == expected == list(rows)
+    for entry in found["versions"]:
+        version, held, role, _, roc_auc = rows[entry["version"]][:5]
+        assert held == (", ".join(entry["aliases"]) or "-") and role == entry["role"]
+        assert roc_auc == f"{entry['metrics']['roc_auc']:.4f}"
+        assert entry["run_id"].startswith(rows[version][-1])
 
 
 def test_a_user_with_read_permission_cannot_promote(pipeline, team_server, admin):

@@ -1,5 +1,6 @@
-"""The tune stage's parts without MLflow or training: the search space and its validation, the
-choice and how stages apply it, the seeded study, the study in a storage."""
+"""The tune stage's parts without MLflow or training: the space's validation, the choice and how
+stages apply it, the seeded study, the study in a storage (what a study searches:
+test_tune_space.py)."""
 
 from pathlib import Path
 
@@ -12,14 +13,12 @@ from sluice.errors import SluiceError
 from sluice.pipeline.tune_choice import (
     TUNE_REPORT,
     builds_cnn,
-    imbalance_values,
     skip_reason,
-    study_families,
     study_name,
-    suggest_choice,
     write_choice,
 )
 from sluice.pipeline.tune_select import paired_margin, study_result
+from sluice.pipeline.tune_space import suggest_choice
 from sluice.pipeline.tuning import new_study, optimize, train_on_folds
 from sluice.tuned import apply_tuned, load_tuned_params
 
@@ -30,87 +29,14 @@ def params_with(tune: dict | None = None, **sections) -> Params:
     return Params.model_validate({"tune": tune or {}, **sections})
 
 
-def fixed(**values) -> optuna.trial.FixedTrial:
-    return optuna.trial.FixedTrial(values)
-
-
-POINT = {"width": 64, "depth": 2, "dropout": 0.1234, "weight_decay": 1.2345e-4, "lr": 0.0031622}
-POINT |= {"batch_size": 128, "imbalance": "smote"}
-
-
 def test_every_tune_key_is_documented_in_params_yaml():
-    text = (ROOT / "params.yaml").read_text()
+    whole = (ROOT / "params.yaml").read_text()
     params = load_params(ROOT / "params.yaml")
+    text = whole[whole.index("\ntune:") : whole.index("\nresample:")]  # the tune section
     for key in type(params.tune).model_fields:
         assert f"\n  {key}:" in text, f"tune.{key} is not in params.yaml"
     for key in TuneSpace.model_fields:
         assert f"\n    {key}:" in text, f"tune.space.{key} is not in params.yaml"
-
-
-def test_a_point_becomes_a_choice_of_params_sections():
-    params = params_with()
-    choice = suggest_choice(fixed(model="mlp", **POINT), params.tune.space, ["mlp"], params, "mlp")
-    assert choice == {
-        "resample": {"method": "smote", "class_weights": False},
-        "train": {
-            "model": "mlp",
-            "hidden": [64, 64],
-            "dropout": 0.123,  # 3 significant digits: the trial trains with what the file shows
-            "weight_decay": 0.000123,
-            "lr": 0.00316,
-            "batch_size": 128,
-        },
-    }
-
-
-@pytest.mark.parametrize(
-    ("family", "absent"),
-    [("linear", {"hidden", "dropout"}), ("cnn", {"hidden"}), ("tabm", set())],
-)
-def test_width_and_depth_only_shape_the_families_that_have_them(family, absent):
-    params = params_with()
-    space = params.tune.space
-    choice = suggest_choice(fixed(model=family, **POINT), space, [family], params, "mlp")
-    assert choice["train"]["model"] == family
-    assert absent.isdisjoint(choice["train"])
-    assert {"lr", "weight_decay", "batch_size"} <= set(choice["train"])
-
-
-def test_a_null_key_is_not_searched_and_keeps_params_values():
-    params = params_with(
-        {"space": {"model": None, "width": [16, 32], "depth": None, "imbalance": None}},
-        train={"hidden": [8, 8, 8]},
-    )
-    choice = suggest_choice(
-        fixed(**(POINT | {"width": 16})), params.tune.space, None, params, "mlp"
-    )
-    assert "model" not in choice["train"]
-    assert choice["train"]["hidden"] == [16, 16, 16]  # the depth of train.hidden
-    assert choice["resample"] == {}
-
-
-@pytest.mark.parametrize(
-    ("strategy", "values"),
-    [
-        ("none", {"method": "none", "class_weights": False}),
-        ("class_weights", {"method": "none", "class_weights": True}),
-        ("random_over", {"method": "random_over", "class_weights": False}),
-        ("smote", {"method": "smote", "class_weights": False}),
-    ],
-)
-def test_imbalance_strategies_set_the_resample_section(strategy, values):
-    assert imbalance_values(strategy) == values
-    assert apply_tuned(params_with(), {"resample": values}).resample.method == values["method"]
-
-
-def test_the_cnn_is_searched_only_for_image_rows():
-    space = params_with({"space": {"model": ["mlp", "cnn"]}}).tune.space
-    assert study_families(space, image_rows=False) == ["mlp"]
-    assert study_families(space, image_rows=True) == ["mlp", "cnn"]
-    assert study_families(params_with({"space": {"model": None}}).tune.space, False) is None
-    only_cnn = params_with({"space": {"model": ["cnn"]}}).tune.space
-    with pytest.raises(SluiceError, match="tune.space.model .* add one of tabm, mlp, linear"):
-        study_families(only_cnn, image_rows=False)
 
 
 PIXELS = {f"p{i}": "numeric" for i in range(64)}
@@ -126,7 +52,7 @@ def test_skipped_with_no_budget_or_images_without_cnn_in_the_space():
     assert skip_reason(mlp_on_pixels, PIXELS) is None
 
 
-@pytest.mark.parametrize("model", ["auto", "mlp", "tabm", "linear", "cnn"])
+@pytest.mark.parametrize("model", ["auto", "mlp", "tabm", "linear", "cnn", "ngram", "bilstm"])
 @pytest.mark.parametrize(
     "types",
     [
@@ -135,16 +61,20 @@ def test_skipped_with_no_budget_or_images_without_cnn_in_the_space():
         {f"p{i}": "numeric" for i in range(9)},  # 3 x 3: too small for an image
         {**{f"p{i}": "numeric" for i in range(63)}, "c": "categorical"},
         TABLE,
+        {**{f"p{i}": "numeric" for i in range(63)}, "review": "text"},  # 64 columns, one text
     ],
 )
 def test_the_light_cnn_check_agrees_with_the_model_layer(model, types):
     from sluice.model.nets import choose_arch
 
     all_numeric = all(t == "numeric" for t in types.values())
+    text = [c for c, t in types.items() if t == "text"]
     try:
-        arch = choose_arch(model, len(types), all_numeric)
-    except SluiceError:  # cnn asked for rows that are not images: train refuses it
-        arch = "cnn"
+        arch = choose_arch(model, len(types), all_numeric, text)
+    except SluiceError:
+        # cnn asked for rows that are not images: train refuses it, and the study skips to
+        # let it; any other refusal (a family that does not fit the text) is not the CNN
+        arch = "cnn" if model == "cnn" and not text else "refused"
     assert builds_cnn(model, types) == (arch == "cnn")
 
 
@@ -218,6 +148,23 @@ def test_the_choice_file_round_trips_through_the_stages_loader(tmp_path, monkeyp
         "train": {},
     }
     assert load_tuned_params() == load_params()
+
+
+def test_a_text_choice_sets_only_the_text_keys_it_names(tmp_path, monkeypatch, caplog):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  text:\n    min_count: 3\n    embedding: 16\n")
+    choice = {
+        "resample": {},
+        "train": {"model": "bilstm", "text": {"embedding": 48, "cell": "gru"}},
+    }
+    write_choice(choice, "a note", {"trials": 3})
+    assert "  text: {cell: gru, embedding: 48}\n" in (tmp_path / "reports/tuned.yaml").read_text()
+    with caplog.at_level("INFO", logger="sluice.tune"):
+        text = load_tuned_params().train.text
+    assert (text.embedding, text.cell, text.min_count) == (48, "gru", 3)
+    (warned,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert "train.text.embedding 16 -> 48" in warned and "min_count" not in warned
+    assert "train.text.cell 'lstm' -> 'gru'" in caplog.text
 
 
 def test_the_study_name_follows_data_and_space_but_not_budget():
@@ -357,65 +304,3 @@ def test_a_cross_validated_choice_trains_one_network_per_fold_unless_params_say_
     }
     assert train_on_folds(choice, params_with(train={"folds": 3}), 5) == choice
     assert train_on_folds(choice, params_with(train={"nproc": 2}), 5) == choice
-
-
-def _table(rows: int, seed: int = 0):
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({"x": rng.integers(0, rows // 3, rows), "y": rng.normal(size=rows)})
-    frame.loc[: rows // 4, "y"] = 0.5  # many identical feature rows, some with both labels
-    frame["label"] = np.where(rng.random(rows) < 0.3, "b", "a")
-    return frame
-
-
-def test_a_small_validation_split_gives_way_to_folds_that_keep_identical_rows_together():
-    import pandas as pd
-
-    from sluice.pipeline.tune_trial import TuneData
-
-    frame = _table(300)
-    data = TuneData(frame.iloc[:240], frame.iloc[240:], "label", {}, ["a", "b"])
-    assert data.scored_on == "the validation split (60 rows)"
-    data.cross_validate(folds=4, below_rows=61, seed=0)
-    assert data.scored_on == "4-fold cross-validation over train + val (300 rows)"
-    assert len(data.parts) == 4
-    held_out = [held for _, held in data.parts]
-    for fit, held in data.parts:
-        assert len(fit) + len(held) == 300
-        assert 0.15 < (held["label"] == "b").mean() < 0.45  # stratified
-        # No feature row is on both sides of a fold.
-        both = fit.merge(held.drop(columns="label"), on=["x", "y"])
-        assert both.empty
-    # The held-out folds together are train + val, each row once.
-    together = pd.concat(held_out, ignore_index=True)
-    key = ["x", "y", "label"]
-    in_order = together.sort_values(key, ignore_index=True)
-    assert in_order.equals(frame.sort_values(key, ignore_index=True))
-
-
-@pytest.mark.parametrize(
-    ("folds", "below", "val_rows", "minority", "parts"),
-    [
-        (5, 60, 60, 30, 1),  # validation split as large as the bar
-        (1, 10_000, 60, 30, 1),  # one fold: the validation split
-        (5, 10_000, 60, 3, 3),  # three distinct minority rows: three folds
-        (5, 10_000, 60, 1, 1),  # one: no cross-validation possible
-    ],
-)
-def test_cross_validation_only_when_the_validation_split_is_small_and_classes_allow(
-    folds, below, val_rows, minority, parts
-):
-    from sluice.pipeline.tune_trial import TuneData
-
-    frame = _table(300)
-    frame["label"] = "a"
-    frame.loc[frame.index[-minority:], "label"] = "b"
-    frame.loc[frame.index[-minority:], "y"] = range(minority)  # distinct rows
-    train, val = frame.iloc[: 300 - val_rows], frame.iloc[300 - val_rows :]
-    data = TuneData(train, val, "label", {}, ["a", "b"])
-    data.cross_validate(folds=folds, below_rows=below, seed=0)
-    assert len(data.parts) == parts
-    if parts == 1:
-        assert data.parts[0][0] is train and data.parts[0][1] is val

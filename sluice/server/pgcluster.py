@@ -1,4 +1,4 @@
-"""A private PostgreSQL cluster in one folder, listening on 127.0.0.1 only (used by server.py).
+"""A private PostgreSQL cluster in one folder, listening on 127.0.0.1 only (`sluice server`).
 
 ``initdb`` refuses to run as root, so when root starts it, the cluster belongs to the system's
 ``postgres`` user and every PostgreSQL program runs through ``runuser -u postgres``; a normal
@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from sluice.errors import SluiceError
+from sluice.server.private import write_private
 
 USER = "sluice"  # the cluster's superuser, owner of the databases
 SYSTEM_USER = "postgres"  # who runs the cluster when root starts it
@@ -52,8 +53,7 @@ class Cluster:
         self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o700)
         pwfile = self.root / "initdb.pw"
-        pwfile.write_text(password + "\n")
-        pwfile.chmod(0o600)
+        write_private(pwfile, password + "\n")
         self._give_away(self.root, pwfile)
         try:
             self._run(
@@ -127,10 +127,12 @@ class Cluster:
 
 
 def write_passfile(path: Path, password: str, user: str = USER, database: str = "*") -> Path:
-    """A libpq password file for clients of the cluster (any port: it changes between starts)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(f"127.0.0.1:*:{database}:{user}:{password}\n")
+    """A libpq password file for clients of the cluster (any port: it changes between starts).
+
+    Always 0600, also where the file existed with wider permissions: libpq ignores a password
+    file that others may read.
+    """
+    write_private(path, f"127.0.0.1:*:{database}:{user}:{password}\n")
     return path
 
 
