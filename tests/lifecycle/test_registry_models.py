@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from sluice.cli import app
 from sluice.errors import SluiceError
-from sluice.model.bundle import load_bundle
+from sluice.model.bundle import load_bundle, spec_digest
 from sluice.tracking.registry_io import load_registered, load_start_model
 
 from .conftest import VERSION
@@ -87,6 +87,7 @@ def test_tampered_registered_model_is_refused_without_running_code(
     if update_hash:  # the attacker also rewrites the recorded hash
         spec = json.loads((bundle / "model.json").read_text())
         spec["weights_sha256"] = hashlib.sha256((bundle / "model.pt").read_bytes()).hexdigest()
+        spec["spec_sha256"] = spec_digest(spec)  # and the spec's own digest
         (bundle / "model.json").write_text(json.dumps(spec))
         expected = "not a plain weights file"
 
