@@ -704,10 +704,15 @@ def main() -> None:
     text = markdown(summary, props, meta)
     print()
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
+    write_results(args.out, text, meta, props, summary, rows)
+
+
+def write_results(out: Path, text: str, meta: dict, props, summary, rows) -> None:
+    """The JSON results at ``out`` and the markdown table beside it (``.md``)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     result = {"meta": meta, "properties": props, "summary": summary, "runs": rows}
-    args.out.write_text(json.dumps(_clean_json(result), indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
+    out.write_text(json.dumps(_clean_json(result), indent=2) + "\n")
+    out.with_suffix(".md").write_text(text)
 
 
 if __name__ == "__main__":

@@ -92,7 +92,6 @@ from real_data import (
     ROOT,
     STAGE_OUTPUTS,
     _children_cpu,
-    _clean_json,
     _error_line,
     _features,
     _fmt,
@@ -105,6 +104,7 @@ from real_data import (
     parse_sets,
     score,
     sorted_labels,
+    write_results,
 )
 
 METRICS = ("roc_auc", "accuracy", "balanced_accuracy", "f1_macro")
@@ -714,10 +714,7 @@ def main() -> None:
     print()
     print(text)
     print("Floors:", *floor_lines(summary), sep="\n")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"meta": meta, "properties": props, "summary": summary, "runs": rows}
-    args.out.write_text(json.dumps(_clean_json(result), indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(text)
+    write_results(args.out, text, meta, props, summary, rows)
 
 
 if __name__ == "__main__":

@@ -52,7 +52,7 @@ class _Body(nn.Module):
         self.width = text_width * len(layout) + (n_tabular + tab_hidden if n_tabular else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        embeddings, encoders, tabular = (self.get_submodule(n) for n in ("0", "1", "2"))
+        embeddings, encoders, tabular = (self._modules[n] for n in ("0", "1", "2"))
         parts = []
         for (start, length), embed, encode in zip(self.spans, embeddings, encoders, strict=True):
             ids = x[:, start : start + length].long()  # (batch, length)
@@ -125,7 +125,21 @@ class _Bag(nn.Module):
         return embed(bags)  # EmbeddingBag, mean over non-padding ids: (batch, embedding)
 
 
-class BiLSTM(nn.Module):
+class _TextNet(nn.Module):
+    """What both text families share: the ``features`` body and a linear ``head`` on it."""
+
+    def _set_body(self, body: _Body, n_classes: int) -> None:
+        self.features = body
+        self.head = nn.Linear(body.width, n_classes)
+
+    def new_head(self, n_classes: int) -> nn.Module:
+        return nn.Linear(self.head.in_features, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n_inputs) -> logits
+        return self.head(self.features(x))
+
+
+class BiLSTM(_TextNet):
     """Embedding -> bidirectional LSTM or GRU -> masked mean/max pooling -> dropout -> head,
     one encoder per text column, joined with the tabular features."""
 
@@ -146,19 +160,11 @@ class BiLSTM(nn.Module):
             nn.Embedding(t["vocab"], embedding, padding_idx=PAD) for t in text
         )
         encoders = nn.ModuleList(_Recurrent(embedding, hidden, layers, cell) for _ in text)
-        self.features = _Body(
-            embeddings, encoders, 4 * hidden, n_tabular, tab_hidden, text, dropout
-        )
-        self.head = nn.Linear(self.features.width, n_classes)
-
-    def new_head(self, n_classes: int) -> nn.Module:
-        return nn.Linear(self.head.in_features, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n_inputs) -> logits
-        return self.head(self.features(x))
+        body = _Body(embeddings, encoders, 4 * hidden, n_tabular, tab_hidden, text, dropout)
+        self._set_body(body, n_classes)
 
 
-class NgramNet(nn.Module):
+class NgramNet(_TextNet):
     """fastText-style: word and hashed word-bigram embeddings averaged per text
     (``nn.EmbeddingBag``), joined with the tabular features, then a linear head."""
 
@@ -178,11 +184,5 @@ class NgramNet(nn.Module):
             for t in text
         )
         encoders = nn.ModuleList(_Bag(t["vocab"], buckets) for t in text)
-        self.features = _Body(embeddings, encoders, embedding, n_tabular, tab_hidden, text, dropout)
-        self.head = nn.Linear(self.features.width, n_classes)
-
-    def new_head(self, n_classes: int) -> nn.Module:
-        return nn.Linear(self.head.in_features, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (batch, n_inputs) -> logits
-        return self.head(self.features(x))
+        body = _Body(embeddings, encoders, embedding, n_tabular, tab_hidden, text, dropout)
+        self._set_body(body, n_classes)

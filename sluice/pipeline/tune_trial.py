@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from sluice.config import Params, TuneSpace
+from sluice.config import Params, TuneSpace, flatten
 from sluice.data.resampling import class_weights, resample
 from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
@@ -320,15 +320,3 @@ def log_trial(
     mlflow.set_tags(
         {"sluice.pruned": str(pruned).lower(), "optuna.state": "PRUNED" if pruned else "COMPLETE"}
     )
-
-
-def flatten(choice: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"train": {"lr": x, "text": {"cell": c}}}`` -> ``{"train.lr": x, "train.text.cell": c}``
-    (MLflow params, log lines)."""
-    flat: dict[str, Any] = {}
-    for key, value in choice.items():
-        if isinstance(value, dict):
-            flat |= flatten(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat

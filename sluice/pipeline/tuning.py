@@ -128,7 +128,7 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
     import mlflow
     import torch
 
-    from sluice.pipeline.tune_trial import flatten
+    from sluice.config import flatten
     from sluice.tracking.runs import fail_stale_runs, run_tags
     from sluice.tracking.store import connect
 
@@ -329,7 +329,7 @@ def _log_trial(study, trial) -> None:
     """One line per finished trial (Optuna's own log is set to warnings only)."""
     from optuna.trial import TrialState
 
-    from sluice.pipeline.tune_trial import flatten
+    from sluice.config import flatten
 
     choice = flatten(trial.user_attrs.get("choice", {}))
     if trial.state == TrialState.PRUNED:

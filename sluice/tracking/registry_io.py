@@ -56,17 +56,15 @@ def raw_signature(classifier: Classifier, example: pd.DataFrame):
     from mlflow.types import ColSpec, Schema
     from mlflow.types.schema import AnyType
 
-    kinds = {
-        "numeric": lambda col: ColSpec("double", col),
-        "text": lambda col: ColSpec("string", col, required=False),  # raw text; missing: ""
-    }
-    any_value = lambda col: ColSpec(AnyType(), col, required=False)  # noqa: E731
-    inputs = Schema(
-        [
-            kinds.get(kind, any_value)(col)
-            for col, kind in classifier.preprocessor.feature_types.items()
-        ]
-    )
+    def column(col: str, kind: str) -> ColSpec:
+        if kind == "numeric":
+            return ColSpec("double", col)
+        if kind == "text":  # raw text; a missing one is the empty text
+            return ColSpec("string", col, required=False)
+        return ColSpec(AnyType(), col, required=False)
+
+    types = classifier.preprocessor.feature_types
+    inputs = Schema([column(col, kind) for col, kind in types.items()])
     outputs = Schema(
         [
             ColSpec("double", str(c)) if c in classifier.classes else ColSpec("string", c)

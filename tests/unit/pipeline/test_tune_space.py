@@ -216,7 +216,7 @@ def test_a_text_trial_trains_the_network_its_choice_describes():
 
 
 def test_a_nested_choice_is_flattened_into_dotted_keys():
-    from sluice.pipeline.tune_trial import flatten
+    from sluice.config import flatten
 
     choice = {"resample": {}, "train": {"lr": 0.01, "text": {"cell": "gru", "embedding": 48}}}
     assert flatten(choice) == {
