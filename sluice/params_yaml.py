@@ -1,34 +1,30 @@
-"""Reading params files: YAML 1.2 numbers, and pydantic's errors as one line a user can act on."""
+"""Reading params files as DVC does (YAML 1.2); pydantic's errors as one line to act on."""
 
 from __future__ import annotations
 
-import re
 import types
 import typing
+from pathlib import Path
 from typing import Annotated, Any
 
 import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-# YAML 1.2 numbers that YAML 1.1 (PyYAML) reads as text: 1e-06, 3E-4, 1_000.5 (DVC writes
-# `dvc exp run -S train.lr=0.000001` as 1e-06). Integers with underscores are YAML 1.1 already.
-_FLOAT_12 = re.compile(
-    r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)?$"
-    r"|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"
-)
+from sluice.errors import SluiceError
 
 
-def yaml_loader() -> type:
-    """PyYAML's (C) safe loader that also resolves YAML 1.2 floats such as ``1e-06``."""
-    import yaml
+def read_yaml(path: Path) -> Any:
+    """A YAML file read as DVC reads params files: ruamel.yaml's safe loader, YAML 1.2 (``yes``
+    and ``on`` are strings, ``1e-06`` a number; a key given twice is an error). Raises
+    FileNotFoundError as open does, and SluiceError in one line for text that is not YAML."""
+    from ruamel.yaml import YAML, YAMLError
 
-    base = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    loader = type("ParamsLoader", (base,), {})
-    loader.yaml_implicit_resolvers = {k: list(v) for k, v in base.yaml_implicit_resolvers.items()}
-    # Inserted after int's resolver, so 10 stays an int and only non-integers become floats.
-    loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_12, list("-+0123456789."))
-    return loader
+    text = path.read_text()
+    try:
+        return YAML(typ="safe").load(text)
+    except YAMLError as exc:
+        raise SluiceError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
 
 
 def format_error(err: dict[str, Any], model: type[BaseModel]) -> str:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 
 from sluice.config import Params, load_params
 from sluice.errors import SluiceError
-from sluice.params_yaml import format_error, yaml_loader
+from sluice.params_yaml import format_error, read_yaml
 
 TUNED_PATH = Path("reports/tuned.yaml")  # the tune stage's choice (a DVC output)
 TUNED_SECTIONS = ("resample", "train")  # the sections a choice may set
@@ -59,16 +59,11 @@ def load_tuned_params(
     Without a choice file (the tune stage has not run, e.g. a stage run by hand) params.yaml
     is used as it is.
     """
-    import yaml
-
     params = load_params(path)
     tuned_path = Path(tuned_path)
     if not tuned_path.exists():
         return params
-    try:
-        tuned = yaml.load(tuned_path.read_text(), Loader=yaml_loader()) or {}
-    except yaml.YAMLError as exc:
-        raise SluiceError(f"{tuned_path} is not valid YAML: {exc}".replace("\n", " ")) from None
+    tuned = read_yaml(tuned_path) or {}
     if not isinstance(tuned, dict):
         raise SluiceError(f"{tuned_path} must be a mapping of sections; run: dvc repro -f tune")
     effective = apply_tuned(params, tuned, str(tuned_path))

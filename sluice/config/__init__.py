@@ -32,7 +32,7 @@ from sluice.config.evaluate import DecisionCosts, EvaluateConfig, PromoteConfig,
 from sluice.config.train import FinetuneConfig, TrainConfig
 from sluice.config.tune import TUNE_FAMILIES, TUNE_IMBALANCE, TuneConfig, TuneSpace
 from sluice.errors import SluiceError
-from sluice.params_yaml import format_error, yaml_loader
+from sluice.params_yaml import format_error, read_yaml
 
 __all__ = [
     "BUILTIN_DATASETS",
@@ -78,15 +78,11 @@ class Params(Section):
 
 def load_params(path: str | Path = "params.yaml") -> Params:
     """Read and validate the whole params file, so a bad key fails before any stage works."""
-    import yaml
-
     path = Path(path)
     try:
-        raw = yaml.load(path.read_text(), Loader=yaml_loader()) or {}
+        raw = read_yaml(path) or {}
     except FileNotFoundError:
         raise SluiceError(f"{path} not found; run from the project root") from None
-    except yaml.YAMLError as exc:
-        raise SluiceError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from None
     if not isinstance(raw, dict):
         raise SluiceError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
     try:

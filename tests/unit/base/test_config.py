@@ -79,3 +79,18 @@ def test_an_optional_bounded_value_out_of_range_names_its_bounds():
         Optional.model_validate({"every": 0})
     line = format_error(caught.value.errors()[0], Optional)
     assert line == "params.yaml: bad value 0 for 'every'; use a value between 1 and 10"
+
+
+def test_params_are_read_as_dvc_reads_them_yaml_1_2(tmp_path):
+    """DVC edits params.yaml with ruamel.yaml (YAML 1.2): ``on`` and ``no`` are strings there, as
+    here (a YAML 1.1 reader would make the label column ``on`` the boolean True), and ``1e-06``
+    is a number."""
+    path = tmp_path / "params.yaml"
+    path.write_text("data:\n  target: on\n  drop_columns: [no, yes]\ntrain:\n  lr: 1e-06\n")
+    params = load_params(path)
+    assert params.data.target == "on" and params.data.drop_columns == ["no", "yes"]
+    assert params.train.lr == 1e-06
+
+
+def test_a_key_given_twice_is_refused(tmp_path):
+    assert "not valid YAML" in params_error(tmp_path, "train:\n  lr: 0.1\n  lr: 0.2\n")
