@@ -27,11 +27,11 @@ class TextConfig(Section):
     min_count: between(int, 1, 1_000_000) = 2  # fewest training occurrences of a kept word
     max_len: between(int, 1, 100_000) = 256  # tokens kept per text (at most)
     len_percentile: between(float, 1.0, 100.0) = 95.0  # ... of the training texts' lengths
-    embedding: between(int, 1, 4096) = 64  # token embedding size
+    embedding: between(int, 1, 4096) = 32  # token embedding size
     hidden: between(int, 1, 4096) = 64  # bilstm: state size per direction
     layers: between(int, 1, 8) = 1  # bilstm: stacked bidirectional layers
     cell: Literal["lstm", "gru"] = "lstm"  # bilstm: recurrent cell
-    buckets: between(int, 1, 1 << 24) = 1 << 15  # ngram: hashed word-bigram buckets
+    buckets: between(int, 1, 1 << 24) = 1 << 18  # ngram: hashed word-bigram buckets
 
 
 class TrainConfig(Section):

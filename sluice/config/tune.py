@@ -54,16 +54,17 @@ class TuneSpace(Section):
         "random_over",
         "smote",
     ]
-    # The text families' knobs (train.text), searched only in trials of a text family. The
-    # defaults keep an epoch on a few thousand short reviews to seconds on two CPU cores: cost
+    # The text families' knobs (train.text), searched only in trials of a text family. Cost
     # grows with max_len x hidden for bilstm, and with (vocabulary + buckets) x embedding for
-    # ngram, whose embedding table the optimizer updates whole at every step.
+    # ngram, whose embedding table the optimizer updates whole at every step. buckets is not
+    # searched by default: fewer buckets mean more colliding bigrams, and on real reviews each
+    # halving below 2**18 cost test ROC AUC (benchmarks/text.py).
     embedding: list[int] | None = [16, 64]  # both text families, log scale
     text_hidden: list[int] | None = [16, 64]  # bilstm: state size per direction, log scale
     text_layers: list[int] | None = None  # bilstm: stacked layers (each one costs as much)
     cell: list[Literal[CELLS]] | None = ["lstm", "gru"]  # bilstm
-    buckets: list[between(int, 1, 1 << 24)] | None = [4096, 16384]  # ngram: bigram buckets
-    max_len: list[int] | None = [32, 128]  # both: cap on tokens kept per text, log scale
+    buckets: list[between(int, 1, 1 << 24)] | None = None  # ngram: bigram buckets (choices)
+    max_len: list[int] | None = [64, 512]  # both: cap on tokens kept per text, log scale
 
     @field_validator("model", "imbalance", "cell", mode="before")
     @classmethod

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
+import torch
 from torch import nn
 
 from sluice.config import TrainConfig
-from sluice.model.ensemble import member_seeds, new_ensemble
+from sluice.model.ensemble import member_seeds, members_of, new_ensemble
 from sluice.model.nets import TEXT_ARCHS, choose_arch, image_shape_for
 from sluice.model.preprocess import Preprocessor
 from sluice.model.tabular import quantile_bins
+from sluice.model.text import NgramNet
 
 SCALING = {"power": "power", "standard": "column"}  # train.scaler -> Preprocessor scaling
 
@@ -49,6 +51,10 @@ def new_model(
         args.update(embedding_args(cfg, pre, train_natural, seed))
     seeds = member_seeds(seed, members)
     net = new_ensemble(arch, args, seeds)
+    if arch == "ngram":
+        X = torch.from_numpy(pre.transform(train_natural))
+        for member in members_of(net):
+            cast(NgramNet, member).fit_idf(X)
     spec = {"arch": arch, "args": args, "classes": classes, "preprocessor": pre.to_dict()}
     if members > 1:
         spec["ensemble"] = {"members": members, "seeds": seeds}

@@ -23,6 +23,7 @@ from sluice.data.text import PAD
 # A large odd multiplier (64-bit golden ratio, as a signed int64) mixes the first word's id
 # before the second's joins it: word bigrams spread over the hash buckets.
 _MIX = -7046029254386353131
+MIN_DF = 2  # an n-gram in fewer training texts weighs 0 (TfidfVectorizer's min_df)
 
 
 class _Body(nn.Module):
@@ -111,18 +112,51 @@ def _masked_pool(h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class _Bag(nn.Module):
-    """fastText: the mean embedding of a text's words and hashed word bigrams."""
+    """fastText's bag of a text's words and hashed word bigrams, weighted as TF-IDF: each id
+    weighs its training IDF per occurrence, and a text's weights have unit L2 norm. The weighted
+    sum of their embeddings is then a low-rank logistic regression on TF-IDF features, which the
+    tabular features and the head build on.
+
+    ``idf`` is a buffer (saved with the weights) that :meth:`NgramNet.fit_idf` sets from the
+    natural training rows. An id in fewer than :data:`MIN_DF` training texts weighs 0, as
+    scikit-learn's ``min_df`` drops it, so an embedding that training never moved (or a bucket
+    only unseen bigrams hash to) never reaches a prediction.
+    """
 
     def __init__(self, vocab: int, buckets: int) -> None:
         super().__init__()
         self.vocab, self.buckets = vocab, buckets
+        self.register_buffer("idf", torch.ones(vocab + buckets))
 
     def forward(self, embed: nn.Module, ids: torch.Tensor) -> torch.Tensor:
-        first, second = ids[:, :-1], ids[:, 1:]
-        both = (first != PAD) & (second != PAD)
-        bigram = self.vocab + torch.remainder(first * _MIX + second, self.buckets)
-        bags = torch.cat([ids, torch.where(both, bigram, torch.zeros_like(bigram))], dim=1)
-        return embed(bags)  # EmbeddingBag, mean over non-padding ids: (batch, embedding)
+        bag = bag_ids(ids, self.vocab, self.buckets)  # (batch, 2 * length - 1)
+        weights = self.idf[bag] * (bag != PAD)  # padding weighs 0 whatever its IDF
+        norm = weights.square().sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)
+        return embed(bag, per_sample_weights=weights / norm)  # (batch, embedding)
+
+    @torch.no_grad()
+    def fit_idf(self, ids: torch.Tensor, chunk: int = 4096) -> None:
+        """Set ``idf`` from the training texts ``ids`` (``(rows, length)`` token ids):
+        ``ln((1 + n) / (1 + df)) + 1`` (scikit-learn's smooth IDF), 0 below :data:`MIN_DF`.
+        Counted in integers, so it is the same buffer on every run and device."""
+        size = self.vocab + self.buckets
+        df = torch.zeros(size, dtype=torch.int64, device=ids.device)
+        for i in range(0, len(ids), chunk):  # bounded memory on a large table
+            bag = bag_ids(ids[i : i + chunk], self.vocab, self.buckets).sort(dim=1).values
+            first = torch.ones_like(bag, dtype=torch.bool)
+            first[:, 1:] = bag[:, 1:] != bag[:, :-1]  # each id once per text
+            df += torch.bincount(bag[first & (bag != PAD)], minlength=size)
+        idf = torch.log((1.0 + len(ids)) / (1.0 + df.double())) + 1.0
+        self.idf.copy_(torch.where(df >= MIN_DF, idf, 0.0).to(self.idf.dtype))
+
+
+def bag_ids(ids: torch.Tensor, vocab: int, buckets: int) -> torch.Tensor:
+    """A text's word ids, then its word bigrams hashed into ``buckets`` ids after the ``vocab``
+    word ids: ``(batch, length) -> (batch, 2 * length - 1)``; a bigram with padding is padding."""
+    first, second = ids[:, :-1], ids[:, 1:]
+    both = (first != PAD) & (second != PAD)
+    bigram = vocab + torch.remainder(first * _MIX + second, buckets)
+    return torch.cat([ids, torch.where(both, bigram, torch.zeros_like(bigram))], dim=1)
 
 
 class _TextNet(nn.Module):
@@ -165,8 +199,14 @@ class BiLSTM(_TextNet):
 
 
 class NgramNet(_TextNet):
-    """fastText-style: word and hashed word-bigram embeddings averaged per text
-    (``nn.EmbeddingBag``), joined with the tabular features, then a linear head."""
+    """fastText-style, weighted as TF-IDF: each text's words and hashed word bigrams, their
+    embeddings summed with TF-IDF weights (``nn.EmbeddingBag``), joined with the tabular
+    features, then a linear head. Call :meth:`fit_idf` on the natural training rows before
+    training.
+
+    The embeddings start at zero, as logistic regression's weights do: random ones would be
+    noise that rare ids, which weigh most, carry into every prediction until training moves them.
+    """
 
     def __init__(
         self,
@@ -180,9 +220,18 @@ class NgramNet(_TextNet):
     ) -> None:
         super().__init__()
         embeddings = nn.ModuleList(
-            nn.EmbeddingBag(t["vocab"] + buckets, embedding, mode="mean", padding_idx=PAD)
+            nn.EmbeddingBag(t["vocab"] + buckets, embedding, mode="sum", padding_idx=PAD)
             for t in text
         )
+        for bag in embeddings:
+            nn.init.zeros_(bag.weight)
         encoders = nn.ModuleList(_Bag(t["vocab"], buckets) for t in text)
         body = _Body(embeddings, encoders, embedding, n_tabular, tab_hidden, text, dropout)
         self._set_body(body, n_classes)
+
+    def fit_idf(self, X: torch.Tensor) -> NgramNet:
+        """Each text column's IDF from the training rows ``X`` (the preprocessed matrix)."""
+        bags = self.features.get_submodule("1")
+        for (start, length), bag in zip(self.features.spans, bags, strict=True):
+            bag.fit_idf(X[:, start : start + length].long())
+        return self

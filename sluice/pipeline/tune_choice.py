@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sluice.config import Params
+from sluice.config.tune import TEXT_FAMILIES
 from sluice.io import atomic_path, write_json
 from sluice.tuned import TUNED_PATH, TUNED_SECTIONS
 
@@ -34,6 +35,11 @@ def skip_reason(params: Params, feature_types: dict[str, str]) -> str | None:
         # Image rows get the CNN, whose defaults are tuned by hand; a CNN trial costs
         # seconds, so a study over images is opt-in.
         return "train builds a CNN for these image rows and tune.space.model has no cnn"
+    text = "text" in feature_types.values()
+    if text and space is not None and not set(space) & set(TEXT_FAMILIES):
+        # The same for text: an ngram trial costs as much as the whole default pipeline does on
+        # a table without text, and on the benchmark's text tables the defaults held up.
+        return "the table has a text column and tune.space.model lists no text family"
     return None
 
 

@@ -44,14 +44,16 @@ def study_families(
 ) -> list[str] | None:
     """The families a study chooses between (None: not searched, ``train.model`` stays).
 
-    With ``text`` columns: the text families of the space, or both when it names none. Without:
+    With ``text`` columns: the text families of the space, or ``ngram`` (what ``train.model:
+    auto`` picks) when it names none, since a bilstm trial costs as much as many ngram ones and
+    was not better on the benchmark's tables. Without:
     its other families, where ``cnn`` fits only square image rows. Raises when no listed family
     fits the data. Callers skip the study first when ``tune_choice.skip_reason`` says so.
     """
     if space.model is None:
         return None
     if text:
-        return [f for f in space.model if f in TEXT_FAMILIES] or list(TEXT_FAMILIES)
+        return [f for f in space.model if f in TEXT_FAMILIES] or ["ngram"]
     fitting = [f for f in space.model if f in TABULAR or (f == "cnn" and image_rows)]
     if fitting:
         return fitting

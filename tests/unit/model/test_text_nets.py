@@ -167,3 +167,33 @@ def test_raw_text_in_serving_unseen_empty_and_long(tmp_path, table):
     prob = clf.predict_proba(rows)
     assert prob.shape == (5, 2) and np.isfinite(prob).all()
     np.testing.assert_allclose(prob.sum(axis=1), 1.0, atol=1e-9)
+
+
+def idf_of(net) -> torch.Tensor:
+    return net.features.get_submodule("1")[0].idf
+
+
+def test_ngram_idf_matches_scikit_learn_and_travels_with_the_weights():
+    """Each word's IDF is TfidfVectorizer's (smooth, min_df=2) on the same training texts: a word
+    in one text weighs 0, a word repeated in a text counts once, padding is never counted."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from sluice.model.text import MIN_DF, NgramNet
+
+    rng = np.random.default_rng(0)
+    texts = [list(rng.integers(2, 40, size=rng.integers(1, 9))) for _ in range(300)]
+    length = max(map(len, texts))
+    ids = torch.tensor([t + [PAD] * (length - len(t)) for t in texts])
+    layout = [{"vocab": 40, "start": 0, "length": length}]
+    args = {"n_tabular": 0, "text": layout, "n_classes": 2, "embedding": 4, "buckets": 64}
+    net = NgramNet(**args, dropout=0.0).fit_idf(ids)
+    idf = idf_of(net)[:40]
+    reference = TfidfVectorizer(analyzer=lambda words: words, min_df=MIN_DF).fit(texts)
+    expected = torch.zeros(40, dtype=torch.float64)
+    for word, column in reference.vocabulary_.items():
+        expected[word] = reference.idf_[column]
+    assert torch.allclose(idf.double(), expected, atol=1e-6)
+    assert idf[PAD] == 0 and (expected == 0).any()  # some words are in one text only
+    copy = NgramNet(**args, dropout=0.0)
+    copy.load_state_dict(net.state_dict())  # the IDF is saved with the weights
+    assert torch.equal(idf_of(copy), idf_of(net))

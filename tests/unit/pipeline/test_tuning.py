@@ -52,6 +52,14 @@ def test_skipped_with_no_budget_or_images_without_cnn_in_the_space():
     assert skip_reason(mlp_on_pixels, PIXELS) is None
 
 
+def test_a_study_over_text_is_opt_in():
+    """A text table is tuned only when tune.space.model names a text family."""
+    reviews = {"review": "text", "stars": "numeric"}
+    assert "text column" in skip_reason(params_with({"trials": 5}), reviews)
+    assert skip_reason(params_with({"trials": 5, "space": {"model": ["ngram"]}}), reviews) is None
+    assert skip_reason(params_with({"trials": 5, "space": {"model": None}}), reviews) is None
+
+
 @pytest.mark.parametrize("model", ["auto", "mlp", "tabm", "linear", "cnn", "ngram", "bilstm"])
 @pytest.mark.parametrize(
     "types",
