@@ -9,6 +9,7 @@ from pydantic import ValidationInfo, field_validator, model_validator
 from sluice.config.base import Section, between
 from sluice.config.base import bad as _bad
 from sluice.config.data import RESAMPLE_METHODS
+from sluice.errors import mask_secrets
 
 # The text families (sluice.model.nets.TEXT_ARCHS, restated without torch; a test holds the two
 # together): a study on a table with a text column chooses only between them.
@@ -110,5 +111,13 @@ class TuneConfig(Section):
                 value,
                 "give a database URL, e.g. postgresql+psycopg://optuna@127.0.0.1:5433/optuna "
                 "(`make server` prints its own), or null to keep the study in memory",
+            )
+        if value is not None and mask_secrets(value) != value:
+            # params.yaml's values land in dvc.lock and in git, readable by everyone.
+            _bad(
+                "tune.storage",
+                mask_secrets(value),
+                "a password here is stored in dvc.lock and in git; remove it from the URL and "
+                "give it in a libpq password file (PGPASSFILE, as `make server` writes)",
             )
         return value

@@ -53,3 +53,13 @@ main()
         "connecting to http://u:***@127.0.0.1:1",
         "error: http://u:***@127.0.0.1:1 is not reachable",
     ]
+
+
+def test_a_password_in_tune_storage_is_refused_without_showing_it(tmp_path):
+    """params.yaml's values land in dvc.lock and git: the password belongs in PGPASSFILE."""
+    from conftest import params_error
+
+    url = "postgresql+psycopg://optuna:hunter2@127.0.0.1:5433/optuna"
+    line = params_error(tmp_path, f"tune:\n  storage: {url}\n")
+    assert "'tune.storage'" in line and "PGPASSFILE" in line
+    assert "hunter2" not in line and "optuna:***@127.0.0.1" in line
