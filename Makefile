@@ -10,20 +10,52 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup repro test ui bench lint clean-store server server-stop
+.PHONY: setup lock repro test check ui bench lint clean-store server server-stop
+
+# The lock pins everything `.[dev]` needs with its hashes: pip checks each file it installs.
+# The package itself then goes in editable, built by the lock's setuptools (no download).
+# `pip check` fails on a dependency added to pyproject.toml but not locked yet (`make lock`).
+LOCK ?= requirements.lock
+PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements.lock
+$(STAMP): pyproject.toml $(LOCK)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e ".[dev]"
+	$(PIP) install --quiet --require-hashes -r $(LOCK)
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	$(PIP) check
 	@touch $(STAMP)
+
+# Rewrites the lock from pyproject.toml for CPython 3.11 on x86-64 Linux, from the indexes pip
+# uses on the reference machine (`pip config list`; torch's CPU wheel from /opt/wheels). Pins
+# still allowed by pyproject.toml are kept; `make lock UPGRADE=1` moves each to its newest.
+# Other indexes (LOCK_INDEXES=...) and a CUDA build of torch: docs/dependencies.md.
+LOCK_INDEXES ?= --index https://pypi.org/simple --index file:///opt/pypi/simple \
+	--index file:///opt/pypi-more/simple --find-links /opt/wheels
+LOCK_CMD = uv pip compile pyproject.toml --extra dev --generate-hashes --no-config \
+	--python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	--index-strategy unsafe-best-match $(LOCK_INDEXES) \
+	$(if $(TORCH_BACKEND),--torch-backend $(TORCH_BACKEND)) -o $(LOCK)
+
+lock: | $(BIN)/uv
+	$(BIN)/$(LOCK_CMD) $(if $(UPGRADE),--upgrade) --quiet \
+		--custom-compile-command "$(strip $(LOCK_CMD))"
+
+# uv alone, as the committed lock pins it: enough for `make lock` before any `make setup`.
+$(BIN)/uv:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --require-hashes -r <(sed -n '/^uv==/,/# via/p' requirements.lock)
 
 repro: $(STAMP)
 	$(BIN)/dvc repro
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 --dist loadscope
+
+# The inner loop: lint and the unit tests (no pipeline run, no server).
+check: lint
+	$(BIN)/python -m pytest -n 2 --dist loadscope tests/unit
 
 ui: $(STAMP)
 	MLFLOW_DISABLE_TELEMETRY=$${MLFLOW_DISABLE_TELEMETRY:-true} $(BIN)/mlflow ui --backend-store-uri "sqlite:///$(CURDIR)/mlflow.db" \
@@ -32,9 +64,13 @@ ui: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 
+# deptry (pyproject.toml): the package imports only what it declares outside the dev extra;
+# tests and benchmarks may import the dev extra too.
 lint: $(STAMP)
 	$(BIN)/ruff check sluice stages tests benchmarks
 	$(BIN)/ruff format --check sluice stages tests benchmarks
+	$(BIN)/deptry sluice stages
+	$(BIN)/deptry tests benchmarks --ignore DEP002,DEP004
 	$(BIN)/lint-imports
 
 # A team tracking server: PostgreSQL + `mlflow server` with basic auth and proxied artifacts,
