@@ -181,7 +181,11 @@ def challenger_cost(
     clf: Classifier, test: pd.DataFrame, budgets: dict[str, float]
 ) -> dict[str, float] | None:
     """The cost record training kept in the bundle; a bundle without one (a model trained
-    before costs were measured) is measured now, on the test rows. None without budgets."""
+    before costs were measured) is measured now, on the test rows. None without budgets.
+
+    The record is read from the bundle, not from the registry: it is trusted because
+    ``load_registered`` refused the bundle unless it matches the digest recorded at
+    registration (which covers the record)."""
     if not budgets:
         return None
     recorded = clf.spec.get("cost")
@@ -200,8 +204,8 @@ def challenger_cost(
 
 
 def _bundle_bytes(clf: Classifier) -> int:
-    """The size of the bundle's files as save_bundle writes them (written to a scratch folder:
-    torch names a zip archive after its file, so an in-memory copy differs in size)."""
+    """The size of the bundle's files as save_bundle writes them now (written to a scratch
+    folder: an older bundle's own files, in another format, would differ in size)."""
     import tempfile
     from pathlib import Path
 

@@ -1,9 +1,17 @@
-"""Registry adapter: log a bundle as an MLflow model, register it, and load it back safely."""
+"""Registry adapter: log a bundle as an MLflow model, register it, and load it back safely.
+
+The registry is what sluice trusts about a version, not the artifact store: whoever can write
+the store can rewrite a bundle together with its own hashes. So each version carries its
+bundle's digest as a tag (:data:`BUNDLE_TAG`, written at registration), and
+:func:`load_registered`, which ``sluice predict``, ``sluice promote`` and
+``finetune.init_from`` go through, refuses a bundle that no longer matches it.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,12 +19,13 @@ from typing import Any
 import pandas as pd
 
 from sluice.errors import SluiceError
-from sluice.model.bundle import Classifier, load_bundle
+from sluice.model.bundle import Classifier, bundle_digest, load_bundle, read_spec
 
 log = logging.getLogger(__name__)
 
 SERVING_FILE = Path(__file__).with_name("serving.py")
 PACKAGE_DIR = Path(__file__).parents[1]  # the whole sluice package travels with the model
+BUNDLE_TAG = "sluice.bundle_sha256"  # a version's bundle digest, recorded at registration
 
 
 def serving_requirements() -> list[str]:
@@ -25,7 +34,7 @@ def serving_requirements() -> list[str]:
 
     pins = [
         f"{name}=={version(name)}"
-        for name in ("mlflow", "pandas", "numpy", "scipy", "scikit-learn")
+        for name in ("mlflow", "pandas", "numpy", "scipy", "scikit-learn", "safetensors")
     ]
     # torch's local label (+cpu) is not installable from PyPI; the CPU wheel has the same API.
     return [*pins, f"torch=={version('torch').split('+')[0]}", "pyarrow"]
@@ -74,7 +83,9 @@ def raw_signature(classifier: Classifier, example: pd.DataFrame):
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> str:
+def register(
+    model_uri: str, name: str, run_id: str, tags: dict[str, Any], description: str | None = None
+) -> str:
     """Create a registered version of ``name`` from a logged model; return its version."""
     import mlflow
 
@@ -92,6 +103,7 @@ def register(model_uri: str, name: str, run_id: str, tags: dict[str, Any]) -> st
         source=model_uri,
         run_id=run_id,
         tags={k: str(v) for k, v in tags.items()},
+        description=description,
         model_id=model_id,
     )
     return str(version.version)
@@ -125,19 +137,52 @@ def resolve_version(uri: str, default_name: str):
 _NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE")
 
 
+def bundle_tags(classifier: Classifier) -> dict[str, str]:
+    """The tag that pins a version to the bundle it was registered from (its whole digest)."""
+    return {BUNDLE_TAG: bundle_digest(classifier.spec)}
+
+
 def load_registered(uri: str, default_name: str) -> tuple[Classifier, Any]:
-    """Download a registered version's bundle and load it (weights only, hash-checked)."""
+    """Download a registered version's bundle and load it (weights only, hash-checked), after
+    checking it against the digest the registry recorded for the version."""
     import mlflow
 
     version = resolve_version(uri, default_name)
+    ref = f"models:/{version.name}/{version.version}"
     with tempfile.TemporaryDirectory(prefix="sluice-model-") as tmp:
-        local = mlflow.artifacts.download_artifacts(
-            artifact_uri=f"models:/{version.name}/{version.version}", dst_path=tmp
-        )
+        local = mlflow.artifacts.download_artifacts(artifact_uri=ref, dst_path=tmp)
         bundle = _bundle_dir(Path(local))
         if bundle is None or not bundle.is_dir():
             raise SluiceError(f"{uri} (version {version.version}) is not a sluice model: no bundle")
-        return load_bundle(bundle), version
+        check_registered_digest(ref, read_spec(bundle, check=False), version.tags or {})
+        try:
+            return load_bundle(bundle), version
+        except SluiceError as exc:  # name the version, not the download's scratch folder
+            message = str(exc).replace(f"{bundle}{os.sep}", f"{ref} ").replace(str(bundle), ref)
+            raise SluiceError(message) from None
+
+
+def check_registered_digest(ref: str, spec: dict[str, Any], tags: dict[str, str]) -> None:
+    """Refuse a bundle whose digest is not the one recorded when version ``ref`` was registered.
+
+    Checked before any weights are read. A version registered by an older sluice has no such
+    tag: it loads, with a warning that it cannot be checked.
+    """
+    recorded = tags.get(BUNDLE_TAG)
+    if recorded is None:
+        log.warning(
+            "%s has no recorded bundle digest (%s; registered by an older sluice): its files "
+            "cannot be checked against the registry; re-register it from its run to pin them",
+            ref,
+            BUNDLE_TAG,
+        )
+        return
+    if bundle_digest(spec) != recorded:
+        raise SluiceError(
+            f"{ref}: refused, the bundle's digest differs from the one recorded when it was "
+            f"registered ({BUNDLE_TAG}); it was changed after registration: do not use it, "
+            "re-register the model from a trusted run"
+        )
 
 
 def _bundle_dir(model_dir: Path) -> Path | None:

@@ -2,6 +2,13 @@
 
 MLflow loads this file, which declares the model with ``set_model``; the weights and
 preprocessing come from the ``bundle`` artifact (a state dict and JSON, see sluice.model.bundle).
+
+Trust boundary: this file and the ``sluice`` package beside it are code stored with the model,
+and ``mlflow models serve`` imports them, so write access to the artifact store is code
+execution on the server. The served model sees only its own artifacts, not the registry: it
+checks the bundle's own hashes (spec and weights), not the digest the registry recorded at
+registration (``sluice.bundle_sha256``), which only sluice's loaders of registered versions
+check.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 import torch
 from conftest import Project, make_project
+from safetensors.torch import load_file
 
 from sluice.model.nets import build_net
 from sluice.model.preprocess import Preprocessor
@@ -30,12 +31,12 @@ def pipeline(tmp_path_factory):
 
 
 def average_by_hand(bundle_dir, rows: pd.DataFrame) -> np.ndarray:
-    """Each member rebuilt from model.json and its slice of model.pt, softmax, averaged, then
-    the temperature on the log of the average."""
+    """Each member rebuilt from model.json and its slice of model.safetensors, softmax,
+    averaged, then the temperature on the log of the average."""
     import json
 
     spec = json.loads((bundle_dir / "model.json").read_text())
-    state = torch.load(bundle_dir / "model.pt", weights_only=True)
+    state = load_file(bundle_dir / "model.safetensors")
     X = torch.from_numpy(Preprocessor.from_dict(spec["preprocessor"]).transform(rows))
     probs = []
     for i in range(spec["ensemble"]["members"]):
@@ -67,7 +68,7 @@ def test_the_registered_version_averages_the_fold_networks(pipeline):
     expected = average_by_hand(pipeline.path / "models/base", rows)
     np.testing.assert_allclose(served[["0", "1"]].to_numpy(), expected, atol=1e-6)
     # The members differ: an average of one network copied three times would not test much.
-    state = torch.load(pipeline.path / "models/base/model.pt", weights_only=True)
+    state = load_file(pipeline.path / "models/base/model.safetensors")
     assert not torch.equal(state["members.0.head.weight"], state["members.1.head.weight"])
 
 
@@ -88,8 +89,8 @@ def test_the_run_holds_the_cross_validation_estimate_and_member_curves(pipeline)
 
 
 def test_fine_tuning_keeps_each_members_frozen_modules(pipeline):
-    base = torch.load(pipeline.path / "models/base/model.pt", weights_only=True)
-    tuned = torch.load(pipeline.path / "models/finetuned/model.pt", weights_only=True)
+    base = load_file(pipeline.path / "models/base/model.safetensors")
+    tuned = load_file(pipeline.path / "models/finetuned/model.safetensors")
     assert pipeline.read_json("models/finetuned/model.json")["ensemble"]["members"] == FOLDS
     for i in range(FOLDS):  # finetune.freeze: [features.0, features.1] in every member
         frozen = f"members.{i}.features.0.weight"

@@ -164,7 +164,7 @@ def register_models(root: Path, trained: Trained, roles=ROLES) -> dict[str, Path
     from sluice.evaluation.metrics import compute_metrics
     from sluice.model.bundle import load_bundle, save_bundle
     from sluice.model.preprocess import encode_labels
-    from sluice.tracking.registry_io import log_bundle_model, register
+    from sluice.tracking.registry_io import bundle_tags, log_bundle_model, register
     from sluice.tracking.store import connect
 
     experiment_id = connect(EXPERIMENT)
@@ -180,7 +180,7 @@ def register_models(root: Path, trained: Trained, roles=ROLES) -> dict[str, Path
             uri = log_bundle_model(bundle, trained.test, clf)
         m = compute_metrics(y_true, clf.predict_proba(trained.test), clf.classes)
         tags = {"sluice.role": role, **{f"test_{k}": f"{m[k]:.6f}" for k in METRICS}}
-        register(uri, MODEL_NAME, run.info.run_id, tags)
+        register(uri, MODEL_NAME, run.info.run_id, {**tags, **bundle_tags(clf)})
         bundles[role] = bundle
     return bundles
 

@@ -12,6 +12,7 @@ import socket
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from .conftest import (
     checkpoints,
@@ -44,7 +45,7 @@ def _outputs_left(project) -> list[str]:
 
 
 def _weights(project, role: str = "base") -> dict[str, torch.Tensor]:
-    return torch.load(project.path / f"models/{role}/model.pt", weights_only=True)
+    return load_file(project.path / f"models/{role}/model.safetensors")
 
 
 def _interrupt_after_checkpoint(project, sig: int) -> tuple[int, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from .conftest import copy_project, start
 
@@ -36,7 +37,7 @@ def _outputs(project) -> dict[str, object]:
     """Metrics files and data splits as bytes, and each model's weights."""
     out: dict[str, object] = {f: (project.path / f).read_bytes() for f in METRICS_FILES}
     for role in ROLES:
-        out[role] = torch.load(project.path / f"models/{role}/model.pt", weights_only=True)
+        out[role] = load_file(project.path / f"models/{role}/model.safetensors")
     return out
 
 
