@@ -105,7 +105,7 @@ def _register_all(
 
     from sluice.tracking.registry import record_alias_move
 
-    name, versions = params.registry.model_name, {}
+    name, versions, created = params.registry.model_name, {}, []
     try:
         for role, clf in models.items():
             m = results[role]["metrics"]
@@ -117,7 +117,12 @@ def _register_all(
                 "sluice.decision": _decision_text(clf),
                 **{f"val_{k}": f"{v:.6f}" for k, v in selection["val_scores"][role].items()},
             }
-            versions[role] = register(logged[role], name, clf.spec["lineage"]["run_id"], tags)
+            run_id = clf.spec["lineage"]["run_id"]
+            about = version_description(role, clf, params, m, run["mlflow.source.git.commit"])
+            versions[role] = _registered_already(name, run_id, tags)
+            if versions[role] is None:
+                versions[role] = register(logged[role], name, run_id, tags, about)
+                created.append(versions[role])
         best = selection["role"]
         record_alias_move(
             name,
@@ -127,10 +132,36 @@ def _register_all(
         )
     except BaseException:
         client = mlflow.MlflowClient()
-        for version in versions.values():
+        for version in created:
             client.delete_model_version(name, version)
         raise
     return versions
+
+
+def _registered_already(name: str, run_id: str, tags: dict[str, str]) -> str | None:
+    """The version already registered for this training run, role and weights (a re-run of
+    evaluate on the same models, e.g. after a failure), so that a re-run adds no duplicate."""
+    import mlflow
+
+    keys = ("sluice.role", "sluice.weights_sha256")
+    found = mlflow.MlflowClient().search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    same = [v for v in found if all(v.tags.get(k) == tags[k] for k in keys)]
+    return str(max(int(v.version) for v in same)) if same else None
+
+
+def version_description(role: str, clf: Classifier, params: Params, m: dict, commit: str) -> str:
+    """One paragraph for the registry's version page: the data, the model, its test scores, and
+    the run and commit it came from (the tags hold the same, one value each)."""
+    arch = clf.spec["arch"]
+    members = clf.spec.get("ensemble", {}).get("members")
+    model = f"{arch} ensemble of {members}" if members else arch
+    scores = ", ".join(f"{k} {m[k]:.4f}" for k in HEADLINE if isinstance(m.get(k), float))
+    return (
+        f"The {role} {model} model trained by sluice on {params.data.source} (target "
+        f"{params.data.target or 'the dataset label'}; classes {', '.join(clf.classes)}), seed "
+        f"{params.seed}. Test split: {scores}. Decision: {_decision_text(clf)}. Training run "
+        f"{clf.spec['lineage']['run_id']}, git commit {commit[:12] or 'unknown'}."
+    )
 
 
 def _decision_text(clf: Classifier) -> str:
@@ -174,10 +205,15 @@ def log_comparisons(comparisons: dict[str, dict]) -> None:
 
 
 def _lineage_tags(clf: Classifier, params: Params, run: dict[str, str]) -> dict[str, str]:
-    """Where a version came from: commit, experiment, data hashes (as dvc.lock has them), params."""
+    """Where a version came from: commit, experiment, data hashes (as dvc.lock has them), params;
+    and its bundle's digest (``sluice.bundle_sha256``), which every load of the version checks:
+    the bundle's own hashes can be rewritten by whoever can write the artifact store."""
+    from sluice.tracking.registry_io import bundle_tags
+
     lineage = clf.spec.get("lineage", {})
     tags = {f"sluice.lineage.{k}": str(v) for k, v in lineage.items()}
     tags["sluice.weights_sha256"] = clf.spec["weights_sha256"]
+    tags.update(bundle_tags(clf))
     tags["sluice.lineage.git_commit"] = run["mlflow.source.git.commit"]
     if "dvc.exp_name" in run:
         tags["sluice.lineage.dvc_exp_name"] = run["dvc.exp_name"]

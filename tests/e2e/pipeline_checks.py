@@ -165,6 +165,10 @@ def test_versions_are_registered_with_roles_and_a_challenger(pipeline):
     for version in versions.values():
         assert float(version.tags["test_roc_auc"]) > 0.5
         assert version.tags["sluice.lineage.train_data_md5"]
+        about = version.description  # one paragraph on the version's page
+        role, run_id = version.tags["sluice.role"], version.run_id
+        assert about.startswith(f"The {role} ") and run_id in about
+        assert f"roc_auc {float(version.tags['test_roc_auc']):.4f}" in about
     challenger = client.get_model_version_by_alias(name, "challenger")
     chosen = registered["challenger"]
     assert chosen["chosen_on"] == "val" and challenger.tags["sluice.role"] == chosen["role"]

