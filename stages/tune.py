@@ -25,16 +25,16 @@ def main(argv: list[str] | None = None) -> None:
         )
     params = load_params()
     if args == ["--worker"]:
-        from sluice.pipeline.tuning import run_worker
+        from sluice.tuning.run import run_worker
 
         run_worker(params)
         return
     if params.tune.trials == 0:
-        from sluice.pipeline.tune_choice import write_skipped
+        from sluice.tuning.choice import write_skipped
 
         write_skipped("tune.trials is 0")
         return
-    from sluice.pipeline.tuning import run_tuning
+    from sluice.tuning.run import run_tuning
 
     run_tuning(params)
 

@@ -13,8 +13,8 @@ import pytest
 import yaml
 from conftest import make_project
 
-from sluice.pipeline.tuning import WORKER_TAG
 from sluice.tracking.grouping import PARENT_TAG
+from sluice.tuning.run import WORKER_TAG
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 A choice is a mapping of params sections, ``{"resample": {...}, "train": {...}}`` (nested
 ones such as ``train.text`` as mappings), that ``sluice.tuned.apply_tuned`` lays over
 params.yaml; the stage writes it to ``reports/tuned.yaml`` (a DVC params file of resample,
-train and finetune). What a trial suggests is ``sluice.pipeline.tune_space``. Nothing here
+train and finetune). What a trial suggests is ``sluice.tuning.space``. Nothing here
 imports torch, MLflow or Optuna, so a skipped study costs no more than reading params.
 """
 

@@ -48,7 +48,7 @@ def study_families(
     auto`` picks) when it names none, since a bilstm trial costs as much as many ngram ones and
     was not better on the benchmark's tables. Without:
     its other families, where ``cnn`` fits only square image rows. Raises when no listed family
-    fits the data. Callers skip the study first when ``tune_choice.skip_reason`` says so.
+    fits the data. Callers skip the study first when ``choice.skip_reason`` says so.
     """
     if space.model is None:
         return None

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sluice.pipeline.tune_trial import TuneData
+from sluice.tuning.data import TuneData
 
 
 def _table(rows: int, seed: int = 0):

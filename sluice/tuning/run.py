@@ -2,7 +2,8 @@
 
 One parent MLflow run (``tune``) holds the study; each trial is a nested run with its choice,
 per-epoch curve, validation score and whether it was pruned. The best trial's choice goes to
-``reports/tuned.yaml``, which resample, train and finetune lay over params.yaml.
+``reports/tuned.yaml``, which resample, train and finetune lay over params.yaml. A worker
+process (``python -m stages.tune --worker``) adds trials to a shared study in its own run.
 
 Reproducible: a seeded TPE sampler, one trial at a time, seeded training at a fixed thread
 count, so the same data and params give the same trials and the same choice. A
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 
 from sluice import paths
 from sluice.config import Params, TuneSpace
@@ -22,14 +22,14 @@ from sluice.data.columns import feature_types
 from sluice.data.splitting import sorted_labels
 from sluice.errors import SluiceError
 from sluice.io import file_md5, read_json, read_table
-from sluice.pipeline.tune_choice import skip_reason, study_name, write_choice, write_skipped
-from sluice.pipeline.tune_select import study_result
 from sluice.tracking.grouping import PARENT_TAG
+from sluice.tuning.choice import skip_reason, study_name, write_choice, write_skipped
+from sluice.tuning.selection import study_result
+from sluice.tuning.study import new_study, optimize, wait_for_running_trials
 
 log = logging.getLogger(__name__)
 
 WORKER_TAG = "sluice.tune_worker"  # on the run of a `python -m stages.tune --worker` process
-HEARTBEAT_S = 15  # a shared study's running trials report this often
 
 
 def run_tuning(params: Params) -> None:
@@ -90,8 +90,9 @@ def _prepare(params: Params):
         return reason
     from sluice.data.resampling import check_text_method
     from sluice.model.nets import image_shape_for
-    from sluice.pipeline.tune_space import study_space
-    from sluice.pipeline.tune_trial import Objective, TuneData
+    from sluice.tuning.data import TuneData
+    from sluice.tuning.space import study_space
+    from sluice.tuning.trial import Objective
 
     space, left_out = study_space(params.tune.space, types, image_shape_for(len(types)) is not None)
     default_arch = _default_arch(params, types, space)
@@ -116,7 +117,7 @@ def _default_arch(params: Params, types: dict[str, str], space: TuneSpace) -> st
     if space.model is not None:
         return space.model[0]  # every trial and default candidate names its family
     from sluice.model.nets import choose_arch
-    from sluice.pipeline.tune_space import text_columns
+    from sluice.tuning.space import text_columns
 
     all_numeric = all(t == "numeric" for t in types.values())
     return choose_arch(params.train.model, len(types), all_numeric, text_columns(types))
@@ -179,88 +180,6 @@ def train_on_folds(choice: dict, params: Params, folds: int) -> dict:
     return {**choice, "train": {**choice.get("train", {}), "folds": folds}}
 
 
-def new_study(params: Params, name: str, worker: bool = False):
-    """A study with a seeded TPE sampler and a median pruner on the per-epoch score.
-
-    ``tune.storage`` null keeps it in memory; a storage URL (e.g. PostgreSQL) continues the
-    study of the same name, so workers sharing it share its trials. A worker's sampler is
-    seeded afresh: with the stage's seed it would repeat the stage's random start-up trials.
-    TPE's constant liar (Optuna's default) keeps concurrent workers from sampling the same
-    point; a heartbeat lets the others fail the running trials of a worker that died.
-    """
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = params.tune
-    seed = None if worker else params.seed
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.startup_trials)
-    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
-    if cfg.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs
-        )
-    return optuna.create_study(
-        storage=_storage(cfg.storage),
-        sampler=sampler,
-        pruner=pruner,
-        study_name=name,
-        direction="minimize" if cfg.metric == "log_loss" else "maximize",
-        load_if_exists=cfg.storage is not None,
-    )
-
-
-def _storage(url: str | None):
-    """None (in memory), or the database at ``url`` with a heartbeat on running trials."""
-    if url is None:
-        return None
-    import optuna
-    from sqlalchemy.engine import make_url
-    from sqlalchemy.exc import ArgumentError, IntegrityError, ProgrammingError, SQLAlchemyError
-
-    try:
-        shown = make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        raise SluiceError(
-            "tune.storage in params.yaml is not a database URL; write it as "
-            "postgresql+psycopg://user@host:port/database (or sqlite:///file.db)"
-        ) from None
-    with warnings.catch_warnings():  # the heartbeat is marked experimental
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        try:
-            for attempt in range(3):
-                try:
-                    return optuna.storages.RDBStorage(
-                        url, heartbeat_interval=HEARTBEAT_S, grace_period=4 * HEARTBEAT_S
-                    )
-                except (IntegrityError, ProgrammingError):
-                    # Workers that start together on an empty database race to create
-                    # Optuna's tables; the loser finds them made on its next try.
-                    if attempt == 2:
-                        raise
-                    time.sleep(1.0 + attempt)
-        except (SQLAlchemyError, ImportError) as exc:
-            cause = (str(exc).strip() or repr(exc)).splitlines()[0][:200]
-            raise SluiceError(
-                f"tune.storage {shown} cannot be used ({cause}); check the URL, that the "
-                "database server runs, and its password (PGPASSFILE)"
-            ) from None
-
-
-def wait_for_running_trials(study, poll_s: float = 1.0) -> None:
-    """Wait until no trial of the shared study is running (other workers' last trials).
-
-    A worker that died stops sending heartbeats; its trials are failed after the grace
-    period, so the wait ends.
-    """
-    import optuna
-    from optuna.trial import TrialState
-
-    while running := study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        log.info("tune: waiting for %d running trial(s) of other workers", len(running))
-        optuna.storages.fail_stale_trials(study)
-        time.sleep(poll_s)
-
-
 def _open_stage_run(experiment_id: str, name: str) -> str | None:
     """The tune stage's run of study ``name`` if it is open (a worker nests under it)."""
     import mlflow
@@ -287,33 +206,6 @@ def _adopt_worker_runs(experiment_id: str, name: str, run_id: str) -> None:
             client.set_tag(run.info.run_id, PARENT_TAG, run_id)
 
 
-def optimize(study, objective, params: Params) -> None:
-    """Run trials until the study holds ``tune.trials`` finished ones (or the timeout)."""
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    left = params.tune.trials - len(study.get_trials(deepcopy=False, states=finished))
-    if left <= 0:
-        return
-    study.optimize(
-        objective,
-        n_trials=left,
-        timeout=params.tune.timeout or None,
-        callbacks=[MaxTrialsCallback(params.tune.trials, states=finished), _log_trial],
-    )
-    done = len(study.get_trials(deepcopy=False, states=finished))
-    if done < params.tune.trials:
-        log.warning(
-            "tune: tune.timeout (%g s) stopped the study after %d of %d trials: the choice "
-            "depends on this machine's speed; raise the timeout or lower tune.trials to make "
-            "it reproducible",
-            params.tune.timeout,
-            done,
-            params.tune.trials,
-        )
-
-
 def _note(report: dict) -> str:
     metric = report["metric"]
     return (
@@ -323,16 +215,3 @@ def _note(report: dict) -> str:
         f"{'; stopped by tune.timeout' if report.get('timed_out') else ''}.\n"
         "Written by dvc repro: set the study up in the tune: section of params.yaml."
     )
-
-
-def _log_trial(study, trial) -> None:
-    """One line per finished trial (Optuna's own log is set to warnings only)."""
-    from optuna.trial import TrialState
-
-    from sluice.config import flatten
-
-    choice = flatten(trial.user_attrs.get("choice", {}))
-    if trial.state == TrialState.PRUNED:
-        log.info("tune: trial %d pruned at epoch %s %s", trial.number, trial.last_step, choice)
-    elif trial.state == TrialState.COMPLETE:
-        log.info("tune: trial %d %.4f %s", trial.number, trial.value, choice)

@@ -1,6 +1,6 @@
 """The tune stage's parts without MLflow or training: the space's validation, the choice and how
 stages apply it, the seeded study, the study in a storage (what a study searches:
-test_tune_space.py)."""
+test_space.py)."""
 
 from pathlib import Path
 
@@ -10,17 +10,18 @@ import yaml
 
 from sluice.config import Params, TuneSpace, load_params
 from sluice.errors import SluiceError
-from sluice.pipeline.tune_choice import (
+from sluice.tuned import apply_tuned, load_tuned_params
+from sluice.tuning.choice import (
     TUNE_REPORT,
     builds_cnn,
     skip_reason,
     study_name,
     write_choice,
 )
-from sluice.pipeline.tune_select import paired_margin, study_result
-from sluice.pipeline.tune_space import suggest_choice
-from sluice.pipeline.tuning import new_study, optimize, train_on_folds
-from sluice.tuned import apply_tuned, load_tuned_params
+from sluice.tuning.run import train_on_folds
+from sluice.tuning.selection import paired_margin, study_result
+from sluice.tuning.space import suggest_choice
+from sluice.tuning.study import new_study, optimize
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -2,13 +2,8 @@
 
 A trial goes through the same steps as the resample and train stages (``apply_tuned``,
 ``resample``, ``new_model``, ``fit_settings``, ``fit``), so the trial that wins scores on
-validation what the train stage then reproduces. Validation rows are never resampled.
-
-On a small table the validation split is too few rows to rank trials (114 rows of a 569-row
-table: one row moves ROC AUC by 0.002, and many trials score it perfectly), so a validation
-split of fewer than ``tune.cv_below_rows`` rows is replaced by k-fold cross-validation over
-train + val (``tune.cv_folds``): each fold's training part is resampled and fits its own
-preprocessing, and the trial scores the mean over the held-out folds.
+validation what the train stage then reproduces. Validation rows are never resampled. What it
+trains and scores on, the validation split or folds of train + val, is ``sluice.tuning.data``.
 """
 
 from __future__ import annotations
@@ -33,57 +28,11 @@ from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import fit, predict_proba
 from sluice.pipeline.runner import fit_settings
-from sluice.pipeline.tune_space import suggest_choice
 from sluice.tuned import apply_tuned
+from sluice.tuning.data import TuneData
+from sluice.tuning.space import suggest_choice
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TuneData:
-    """The natural training split and the validation split, as the stages read them, and the
-    (fit, score) pairs of frames a trial trains and scores on: the two splits, or the folds of
-    a cross-validation over both."""
-
-    train: pd.DataFrame
-    val: pd.DataFrame
-    target: str
-    types: dict[str, str]
-    classes: list[str]
-    parts: list[tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=list)
-    scored_on: str = ""  # what trials are scored on, in words
-
-    def __post_init__(self) -> None:
-        if not self.parts:
-            self.parts = [(self.train, self.val)]
-            self.scored_on = f"the validation split ({len(self.val)} rows)"
-
-    def cross_validate(self, folds: int, below_rows: int, seed: int) -> None:
-        """Score on ``folds`` folds of train + val when val has fewer than ``below_rows`` rows
-        (fewer folds when a class has fewer distinct rows).
-
-        Identical feature rows stay in one fold (as the split keeps them in one split), and
-        folds are stratified by label and shuffled with ``seed``.
-        """
-        from sklearn.model_selection import StratifiedGroupKFold
-
-        from sluice.data.splitting import feature_groups
-
-        if len(self.val) >= below_rows or folds < 2:
-            return  # before pooling and hashing: a large table's rows are never touched here
-        pool = pd.concat([self.train, self.val], ignore_index=True)
-        groups = feature_groups(pool.drop(columns=[self.target]))
-        distinct = pool[self.target].astype(str)[~groups.duplicated()]
-        k = min(folds, int(distinct.value_counts().min()))
-        if k < 2:
-            return
-        splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        cuts = splitter.split(pool, pool[self.target].astype(str), groups.to_numpy())
-        self.parts = [
-            (pool.iloc[fit].reset_index(drop=True), pool.iloc[held].reset_index(drop=True))
-            for fit, held in cuts
-        ]
-        self.scored_on = f"{k}-fold cross-validation over train + val ({len(pool)} rows)"
 
 
 @dataclass
@@ -94,7 +43,7 @@ class Objective:
     part, preprocessing), so a study resamples and transforms each variant once. With several
     parts (cross-validation) the score is the mean over the held-out parts, and the pruner
     watches every part's curve (see ``_Reporter``). ``space`` is ``tune.space`` narrowed to
-    the table (``tune_space.study_space``): its ``model`` the families searched, and
+    the table (``sluice.tuning.space.study_space``): its ``model`` the families searched, and
     ``left_out`` what the narrowing dropped, for the study's report.
     """
 
@@ -128,7 +77,7 @@ class Objective:
     def score_defaults(self) -> list[dict[str, Any]]:
         """params.yaml's own values, once per model family the study searches (on a table with
         text, the text families), scored on the same parts as the trials (never pruned): the
-        candidates a trial must clearly beat (``sluice.pipeline.tune_select``)."""
+        candidates a trial must clearly beat (``sluice.tuning.selection``)."""
         families = self.families or [None]
         scored = []
         for family in families:
@@ -230,6 +179,8 @@ class Objective:
                     k,
                     self.params.seed,
                     knn_block=self.params.resample.knn_block,
+                    max_categories=self.params.data.max_categories,
+                    max_memory_gb=self.params.resample.max_memory_gb,
                 )
             self._resampled[(method, k, part)] = frame
         return self._resampled[(method, k, part)]

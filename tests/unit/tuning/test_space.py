@@ -6,13 +6,13 @@ import pytest
 
 from sluice.config import Params
 from sluice.errors import SluiceError
-from sluice.pipeline.tune_space import (
+from sluice.tuned import apply_tuned
+from sluice.tuning.space import (
     imbalance_values,
     study_families,
     study_space,
     suggest_choice,
 )
-from sluice.tuned import apply_tuned
 
 
 def params_with(tune: dict | None = None, **sections) -> Params:
@@ -99,7 +99,7 @@ REVIEWS = {"stars": "numeric", "review": "text", "shop": "categorical"}
 
 def test_a_table_with_text_searches_only_text_families_and_whole_row_samplers(caplog):
     space = params_with().tune.space  # the default space names no text family
-    with caplog.at_level("INFO", logger="sluice.pipeline.tune_space"):
+    with caplog.at_level("INFO", logger="sluice.tuning.space"):
         searched, left_out = study_space(space, REVIEWS, image_rows=False)
     assert searched.model == ["ngram"]  # what auto picks; bilstm only when listed
     assert searched.imbalance == ["none", "class_weights", "random_over"]
@@ -128,7 +128,7 @@ def test_a_space_naming_text_families_keeps_them_and_may_lose_every_sampler():
 
 def test_a_table_without_text_searches_the_space_as_before(caplog):
     space = params_with().tune.space
-    with caplog.at_level("INFO", logger="sluice.pipeline.tune_space"):
+    with caplog.at_level("INFO", logger="sluice.tuning.space"):
         assert study_space(space, TABLE, image_rows=False) == (space, {})
     assert not caplog.records
     mixed = params_with({"space": {"model": ["mlp", "ngram"]}}).tune.space
@@ -191,7 +191,8 @@ def _reviews(rows: int = 96):
 
 def test_a_text_trial_trains_the_network_its_choice_describes():
     from sluice.model.factory import new_model
-    from sluice.pipeline.tune_trial import Objective, TuneData
+    from sluice.tuning.data import TuneData
+    from sluice.tuning.trial import Objective
 
     params = params_with(
         {"space": {"model": ["ngram", "bilstm"], "buckets": [1024, 4096], "text_layers": [1, 2]}},
