@@ -34,6 +34,8 @@ def main() -> None:
         params.seed,
         gan=cfg.gan.model_dump(exclude={"threads"}),
         knn_block=cfg.knn_block,
+        max_categories=params.data.max_categories,
+        max_memory_gb=cfg.max_memory_gb,
     )
     check = check_generated(train, out, info, target, types, cfg.check_rows, params.seed)
     if check is not None:

@@ -70,11 +70,17 @@ def _reviews() -> pd.DataFrame:
     return frame.rename(columns={"score": TARGET})
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a user CSV as pandas types it, turning every read failure into one-line SluiceError."""
+def read_csv(path: str | Path, max_memory_gb: float | None = None) -> pd.DataFrame:
+    """Read a user CSV as pandas types it, turning every read failure into one-line SluiceError.
+    A file whose reading and cleaning would need more memory than ``max_memory_gb`` (None: a
+    share of the memory available now) is refused before it is read
+    (:func:`sluice.data.memory.check_read_memory`)."""
+    from sluice.data.memory import check_read_memory
+
     path = Path(path)
     _check_file(path)
     _check_header(path)
+    check_read_memory(path, max_memory_gb)
     try:
         frame = pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
@@ -267,7 +273,7 @@ def first_undecodable_line(path: Path) -> int | None:
 def load_raw(cfg: DataConfig) -> tuple[pd.DataFrame, str]:
     """Return ``(frame, target_column)`` for data.path or data.name, minus data.drop_columns."""
     if cfg.path:
-        frame, target = read_csv(cfg.path), str(cfg.target)
+        frame, target = read_csv(cfg.path, cfg.max_memory_gb), str(cfg.target)
     else:
         frame, target = load_builtin(cfg.name), TARGET
     if target not in frame.columns:

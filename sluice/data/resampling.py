@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sluice.data.smote import check_memory
 from sluice.errors import SluiceError
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,7 @@ MISSING_CATEGORY = "__missing__"
 # Samplers that copy or drop whole rows: the only ones that can keep a text column meaningful
 # (interpolating between two reviews, or generating one, makes no text).
 TEXT_METHODS = ("none", "random_over", "random_under")
+MAX_CATEGORIES = 50  # data.max_categories' default, for callers that do not pass theirs
 
 
 def check_text_method(method: str, feature_types: Mapping[str, str]) -> None:
@@ -41,6 +43,8 @@ def resample(
     *,
     gan: Mapping[str, Any] | None = None,
     knn_block: int = 50_000,
+    max_categories: int = MAX_CATEGORIES,
+    max_memory_gb: float | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Rebalance the training split with the imbalanced-learn sampler named by ``method``.
 
@@ -51,6 +55,10 @@ def resample(
     they are and adds generated ones; ``gan`` holds its options (epochs, batch_size, ...).
     ``knn_block``: plain SMOTE looks for neighbours within random blocks of about this many rows
     of a larger class (0: the whole class; see :func:`sluice.data.smote.smote_class`).
+    ``max_categories``: SMOTE-NC's distances see at most this many categories of a column, its
+    most frequent ones (``data.max_categories``, as the model's one-hot encoding sees them).
+    ``max_memory_gb``: the memory budget (:func:`sluice.data.smote.check_memory`), checked
+    before any work.
 
     Returns:
         (resampled frame, info) where info holds class counts before/after and, for synthetic
@@ -60,8 +68,11 @@ def resample(
         rows, which ``sluice.data.synthetic.check_generated`` can compare with the real ones.
     """
     check_text_method(method, feature_types)
+    knn = (knn_block, max_categories)
+    need = check_memory(train, target, feature_types, method, k_neighbors, knn, max_memory_gb)
     before = _counts(train[target])
     info: dict = {"method": method, "rows_before": len(train), "counts_before": before}
+    info["memory_estimate_gb"] = round(need / 1e9, 3)
     if method == "none":
         out = train
     elif method in ("random_over", "random_under"):
@@ -72,7 +83,7 @@ def resample(
         k = _neighbours(before, method, k_neighbors)
         info["k_neighbors"] = k
         out, info["sampler"] = _resample_synthetic(
-            train, target, feature_types, method, k, seed, knn_block
+            train, target, feature_types, method, k, seed, knn
         )
     info["rows_after"] = len(out)
     info["counts_after"] = _counts(out[target])
@@ -127,9 +138,10 @@ def _resample_synthetic(
     method: str,
     k: int,
     seed: int,
-    knn_block: int,
+    knn: tuple[int, int],
 ) -> tuple[pd.DataFrame, str]:
     """Synthetic rows from the training split; returns them and the sampler's class name.
+    ``knn``: (resample.knn_block, data.max_categories) for plain SMOTE / SMOTE-NC.
 
     Over-samplers keep the original rows as they are (gaps included) and append the new ones;
     plain SMOTE / SMOTE-NC go through :mod:`sluice.data.smote`, which reads only the rows of the
@@ -138,7 +150,7 @@ def _resample_synthetic(
     features = [c for c in train.columns if c != target]
     categorical = [c for c in features if feature_types.get(c) == "categorical"]
     if method == "smote" and len(categorical) < len(features):
-        return _smote(train, target, features, categorical, (k, seed, knn_block)), (
+        return _smote(train, target, features, categorical, (k, seed, *knn)), (
             "SMOTENC" if categorical else "SMOTE"
         )
     X = _fill_gaps(train[features], categorical)
@@ -159,12 +171,22 @@ def _smote(
 ) -> pd.DataFrame:
     """The training rows, then SMOTE (SMOTE-NC with categories) rows for every class below the
     largest one, up to its count; gaps filled as :func:`_fill_gaps` does, for the new rows only.
-    ``knn``: (k, seed, block) for :func:`sluice.data.smote.smote_class`."""
+    ``knn``: (k, seed, block, cap) for :func:`sluice.data.smote.smote_class`; categories
+    are coded most frequent first, so the cap keeps the most frequent ones."""
     from sluice.data.smote import smote_class
 
     numeric = [c for c in features if c not in categorical]
     medians = train[numeric].median()
-    levels = {c: pd.Index(train[c].dropna().unique()) for c in categorical}
+    levels = {c: train[c].value_counts().index for c in categorical}
+    for c in categorical:
+        if len(levels[c]) > knn[3]:
+            log.info(
+                "resample: column %r has %d categories; SMOTE-NC's distances see its %d most "
+                "frequent (data.max_categories), as the model does",
+                c,
+                len(levels[c]),
+                knn[3],
+            )
     sizes = [len(levels[c]) + 1 for c in categorical]
     labels = train[target]
     counts = labels.value_counts()

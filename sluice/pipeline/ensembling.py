@@ -291,6 +291,8 @@ def plan_ensemble(
             "seed": params.seed,
             "gan": sampler.gan.model_dump(exclude={"threads"}),
             "knn_block": sampler.knn_block,
+            "max_categories": params.data.max_categories,
+            "max_memory_gb": sampler.max_memory_gb,
         }
     return EnsembleTraining(
         folds=folds,
