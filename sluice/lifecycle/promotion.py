@@ -7,7 +7,7 @@ champion of that moment, and every move (or refused attempt) is one history entr
 Everything that can be checked is checked before the first write (the reason's length against
 what a registry tag keeps). The writes then go in this order: the history entry (what makes a
 move undoable), the candidate's gate tags, and last the ``champion`` alias; if one fails, the
-earlier ones are undone (:func:`sluice.tracking.registry.apply_writes`), so a failure leaves the
+earlier ones are undone (:func:`sluice.tracking.writes.apply_writes`), so a failure leaves the
 registry as it was, or says in its one line what could not be undone. What is written is built in
 :mod:`sluice.lifecycle.records`.
 """
@@ -34,8 +34,9 @@ from sluice.lifecycle.records import (
     undoable_promotion,
 )
 from sluice.tracking.lock import is_refusal, mlflow_cause, registry_lock
-from sluice.tracking.registry import apply_writes, read_state, require_model
+from sluice.tracking.registry import read_state, require_model
 from sluice.tracking.registry_io import load_registered, resolve_version
+from sluice.tracking.writes import apply_writes
 
 if TYPE_CHECKING:
     from sluice.model.bundle import Classifier

@@ -1,9 +1,10 @@
 """What a promotion or a rollback writes to the registry, and in which order.
 
-Each returns its history entry and its writes (:class:`sluice.tracking.registry.Write`): first the
-history entry, the record that makes a move undoable; then the gate's tags on the version; last
-the ``champion`` alias, the one write users see. The entry is checked against what a registry tag
-keeps before any write is made.
+Each returns its history entry and its writes (:class:`sluice.tracking.writes.Write`): first the
+history entry, the record that makes a move undoable (a tag on the version the move points the
+alias at, with the description's table of the latest moves); then the gate's tags on the version;
+last the ``champion`` alias, the one write users see. The entry is checked against what a registry
+tag keeps before any write is made.
 """
 
 from __future__ import annotations
@@ -13,16 +14,16 @@ from typing import Any
 
 from sluice.errors import SluiceError
 from sluice.evaluation.gate import Verdict
+from sluice.tracking.history import check_entry_fits
 from sluice.tracking.registry import (
     RegistryState,
-    Write,
     alias_write,
-    check_entry_fits,
-    history_write,
+    entry_writes,
     last_promotion,
     new_entry,
     version_tag_writes,
 )
+from sluice.tracking.writes import Write
 
 CHAMPION = "champion"
 
@@ -41,7 +42,8 @@ def promotion_writes(
     entry = new_entry(state, CHAMPION, cand, record if moved else {"moved": False, **record})
     check_entry_fits(entry)
     tags = _verdict_tags(verdict, entry, force)
-    writes = [history_write(name, entry), *version_tag_writes(name, cand, tags, version.tags)]
+    gate_tags = version_tag_writes(name, cand, tags, version.tags)
+    writes = [*entry_writes(name, state, entry), *gate_tags]
     if moved:
         writes.append(alias_write(name, CHAMPION, cand, state.aliases.get(CHAMPION)))
     return entry, writes
@@ -60,7 +62,7 @@ def rollback_writes(
     check_entry_fits(entry)
     tags = {"sluice.rolled_back_by": entry["seq"]}
     return entry, [
-        history_write(name, entry),
+        *entry_writes(name, state, entry),
         *version_tag_writes(name, last["to"], tags, undone.tags),
         alias_write(name, CHAMPION, last["from"], last["to"]),
     ]

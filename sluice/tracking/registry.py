@@ -1,54 +1,40 @@
-"""Aliases and their history, kept in the MLflow registry itself (tags), changed under the
-registry lock (:mod:`sluice.tracking.lock`).
+"""Aliases and their history, kept in the MLflow registry itself, changed under the registry
+lock (:mod:`sluice.tracking.lock`).
 
-History entries are tags ``sluice.history.000001`` ... on the registered model, each a JSON record
-of one alias move (or of a refused attempt, with ``"moved": false``).
+History entries are JSON tags on model versions, off the registered model's Tags table, and the
+latest moves are a table in its description (:mod:`sluice.tracking.history`).
 
 A change is a list of writes applied in order (:func:`apply_writes`): first the history entry, the
-record that makes a move undoable; then tags on versions; last the alias, the one write users see.
-When a write fails, the earlier ones are undone newest first (best effort, and the error says what
-could not be undone), so the registry is left as it was, or with alias, history and tags agreeing.
+record that makes a move undoable (with the description's table); then tags on versions; last
+the alias, the one write users see. When a write fails, the earlier ones are undone newest first
+(best effort, and the error says what could not be undone), so the registry is left as it was, or
+with alias, history and tags agreeing.
 """
 
 from __future__ import annotations
 
 import getpass
-import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sluice.errors import SluiceError
+from sluice.tracking.history import StoredHistory, check_entry_fits, history_writes, read_stored
 from sluice.tracking.lock import is_refusal, mlflow_cause, registry_lock
+from sluice.tracking.writes import Write, apply_writes
 
 log = logging.getLogger(__name__)
-
-HISTORY_PREFIX = "sluice.history."
-# The longest tag value a registered model keeps: MLflow's SQL schema declares
-# registered_model_tags.value as VARCHAR(5000) (SqlRegisteredModelTag in
-# mlflow/store/model_registry/dbmodels/models.py). PostgreSQL refuses a longer value, SQLite
-# keeps it; MLflow's own check (MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH) lets up to 100,000 through.
-TAG_VALUE_LIMIT = 5000
 
 
 @dataclass(frozen=True)
 class RegistryState:
-    """A registered model's aliases and history, read in one call."""
+    """A registered model's aliases and history, and where the history is kept."""
 
     aliases: dict[str, str]
     history: list[dict[str, Any]]
-
-
-@dataclass(frozen=True)
-class Write:
-    """One registry write, what it is (for messages), and the write that undoes it."""
-
-    what: str
-    do: Callable[[], None]
-    undo: Callable[[], None]
+    stored: StoredHistory
 
 
 def _client():
@@ -59,10 +45,10 @@ def _client():
 
 def read_state(name: str) -> RegistryState:
     """Aliases (alias -> version) and every recorded alias move of ``name``, oldest first."""
-    model = _client().get_registered_model(name)
-    entries = sorted((k, v) for k, v in model.tags.items() if k.startswith(HISTORY_PREFIX))
-    found = {alias: str(version) for alias, version in (model.aliases or {}).items()}
-    return RegistryState(found, [json.loads(v) for _, v in entries])
+    client = _client()
+    model = client.get_registered_model(name)
+    stored = read_stored(model, _search_versions(client, name))
+    return RegistryState(_aliases(model), stored.entries, stored)
 
 
 def read_history(name: str) -> list[dict[str, Any]]:
@@ -72,16 +58,19 @@ def read_history(name: str) -> list[dict[str, Any]]:
 
 def aliases(name: str) -> dict[str, str]:
     """Alias -> version of the registered model."""
-    return read_state(name).aliases
+    return _aliases(_client().get_registered_model(name))
+
+
+def _aliases(model: Any) -> dict[str, str]:
+    return {alias: str(version) for alias, version in (model.aliases or {}).items()}
 
 
 def new_entry(
     state: RegistryState, alias: str, version: str, record: dict[str, Any]
 ) -> dict[str, Any]:
     """The next history entry: a move of ``alias`` from its current version to ``version``."""
-    seq = max((int(e.get("seq", 0)) for e in state.history), default=0) + 1
     return {
-        "seq": seq,
+        "seq": state.stored.last_seq + 1,
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "alias": alias,
         "from": state.aliases.get(alias),
@@ -91,28 +80,9 @@ def new_entry(
     }
 
 
-def check_entry_fits(entry: dict[str, Any]) -> None:
-    """Raise SluiceError, before anything is written, if the registry cannot keep ``entry``."""
-    size = len(json.dumps(entry))
-    if size <= TAG_VALUE_LIMIT:
-        return
-    reason = str(entry.get("reason", ""))
-    keep = max(len(reason) - (size - TAG_VALUE_LIMIT), 0)
-    raise SluiceError(
-        f"the reason is too long: the history entry would be {size} characters ({len(reason)} "
-        f"of them the reason) and a registry tag keeps at most {TAG_VALUE_LIMIT}; shorten the "
-        f"reason (--reason) to at most {keep} characters (nothing was changed)"
-    )
-
-
-def history_write(name: str, entry: dict[str, Any]) -> Write:
-    """Write history entry ``entry``; undone by deleting it."""
-    client, key = _client(), f"{HISTORY_PREFIX}{entry['seq']:06d}"
-    return Write(
-        f"history entry #{entry['seq']} (tag {key} of {name})",
-        lambda: client.set_registered_model_tag(name, key, json.dumps(entry)),
-        lambda: client.delete_registered_model_tag(name, key),
-    )
+def entry_writes(name: str, state: RegistryState, entry: dict[str, Any]) -> list[Write]:
+    """The writes that record ``entry`` (see :func:`sluice.tracking.history.history_writes`)."""
+    return history_writes(_client(), name, state.stored, entry)
 
 
 def version_tag_writes(
@@ -158,44 +128,6 @@ def alias_write(name: str, alias: str, version: str, previous: str | None) -> Wr
     )
 
 
-def apply_writes(writes: list[Write], action: str) -> None:
-    """Apply ``writes`` in order; when one fails, undo the earlier ones and raise SluiceError."""
-    from mlflow.exceptions import MlflowException
-
-    for done, write in enumerate(writes):
-        try:
-            write.do()
-        except MlflowException as exc:
-            left = _undo(writes[:done])
-            raise SluiceError(_failure(action, write, exc, done, left)) from None
-
-
-def _undo(done: list[Write]) -> list[str]:
-    """Undo ``done`` newest first; return what could not be undone."""
-    from mlflow.exceptions import MlflowException
-
-    left = []
-    for write in reversed(done):
-        try:
-            write.undo()
-        except MlflowException as exc:
-            left.append(f"{write.what} ({mlflow_cause(exc)})")
-    return left
-
-
-def _failure(action: str, write: Write, exc: Exception, done: int, left: list[str]) -> str:
-    """One line: what failed, and whether the registry is back as it was."""
-    head = f"{action} failed at {write.what} ({mlflow_cause(exc)})"
-    if not left:
-        undone = "; its earlier writes were undone" if done else ""
-        return f"{head}{undone}; nothing was changed, try again"
-    return (
-        f"{head}, and undoing its earlier writes failed too, so these remain: {'; '.join(left)}. "
-        "The registry may disagree with itself (see `sluice history` and `sluice status`): "
-        "remove what remains by hand, or run the command again"
-    )
-
-
 def record_alias_move(name: str, alias: str, version: str, **record: Any) -> dict[str, Any]:
     """Take the registry lock, record the move of ``alias`` to ``version`` and make it."""
     with registry_lock(name) as lease:
@@ -203,7 +135,7 @@ def record_alias_move(name: str, alias: str, version: str, **record: Any) -> dic
         entry = new_entry(state, alias, version, record)
         check_entry_fits(entry)
         writes = [
-            history_write(name, entry),
+            *entry_writes(name, state, entry),
             alias_write(name, alias, version, state.aliases.get(alias)),
         ]
         lease.ensure()
@@ -259,12 +191,16 @@ def _user() -> str:
 
 def list_versions(name: str) -> list[Any]:
     """Every registered version of ``name`` (ModelVersion objects), newest first."""
-    client = _client()
+    found = _search_versions(_client(), name)
+    return sorted(found, key=lambda v: int(v.version), reverse=True)
+
+
+def _search_versions(client, name: str) -> list[Any]:
+    """Every registered version of ``name``, with its tags, in the order the store gives."""
     found, token = [], None
     while True:
         page = client.search_model_versions(f"name = '{name}'", page_token=token)
         found.extend(page)
         token = page.token
         if not token:
-            break
-    return sorted(found, key=lambda v: int(v.version), reverse=True)
+            return found

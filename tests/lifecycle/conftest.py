@@ -263,3 +263,20 @@ def fresh_project(tmp_path, monkeypatch, trained) -> Project:
     use_store()
     bundles = register_models(tmp_path, trained, roles=("good",))
     return Project(tmp_path, MODEL_NAME, trained.test, bundles, subprocess_env(tmp_path))
+
+
+def to_old_format(name: str) -> None:
+    """Rewrite the history of ``name`` as an older sluice kept it: each entry a registered-model
+    tag ``sluice.history.NNNNNN``, nothing in the description."""
+    import mlflow
+
+    from sluice.tracking.history import LEGACY_PREFIX, MOVE_PREFIX
+
+    client = mlflow.MlflowClient()
+    for version in client.search_model_versions(f"name = '{name}'"):
+        for key, value in version.tags.items():
+            if key.startswith(MOVE_PREFIX):
+                legacy = f"{LEGACY_PREFIX}{key.removeprefix(MOVE_PREFIX)}"
+                client.set_registered_model_tag(name, legacy, value)
+                client.delete_model_version_tag(name, version.version, key)
+    client.update_registered_model(name, None)

@@ -213,7 +213,7 @@ def registry_state(project) -> tuple:
 
 
 def test_a_reason_longer_than_the_registry_keeps_is_refused_before_any_write(project):
-    from sluice.tracking.registry import TAG_VALUE_LIMIT
+    from sluice.tracking.history import TAG_VALUE_LIMIT
 
     assert cli("promote", "--version", VERSION["weak"], "--force").exit_code == 0
     before = registry_state(project)
@@ -222,7 +222,7 @@ def test_a_reason_longer_than_the_registry_keeps_is_refused_before_any_write(pro
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: the reason is too long") and "nothing was changed" in line
     assert registry_state(project) == before
-    # The length the line offers fits exactly (PostgreSQL would refuse one character more).
+    # The length the line offers fits exactly (MLflow refuses one character more).
     keep = int(re.search(r"to at most (\d+) characters", line).group(1))
     assert cli("promote", "--force", "--reason", "x" * keep).exit_code == 0
     assert champion(project) == VERSION["good"]
@@ -231,10 +231,12 @@ def test_a_reason_longer_than_the_registry_keeps_is_refused_before_any_write(pro
 
 
 def test_a_rollback_with_a_too_long_reason_changes_nothing(project):
+    from sluice.tracking.history import TAG_VALUE_LIMIT
+
     assert cli("promote", "--version", VERSION["weak"], "--force").exit_code == 0
     assert cli("promote").exit_code == 0
     before = registry_state(project)
-    result = cli("rollback", "--reason", "y" * 6000)
+    result = cli("rollback", "--reason", "y" * TAG_VALUE_LIMIT)
     assert result.exit_code == 1 and result.stderr.startswith("error: the reason is too long")
     assert registry_state(project) == before
     assert cli("rollback", "--reason", "y" * 100).exit_code == 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,9 +25,10 @@ from typer.testing import CliRunner
 from sluice.cli import EXIT_REFUSED, app
 from sluice.tracking import lock
 from sluice.tracking.claims import LIVE
+from sluice.tracking.history import LEGACY_PREFIX, MOVE_PREFIX
 from sluice.tracking.lock import CLAIM_PREFIX, registry_lock
 
-from .conftest import VERSION
+from .conftest import VERSION, to_old_format
 
 REAL_CLIENT = mlflow.MlflowClient
 
@@ -74,31 +76,46 @@ def faults(monkeypatch) -> Faults:
 
 
 def snapshot(name: str) -> dict:
-    """Aliases, model tags (lock claims aside) and every version's tags."""
+    """Aliases, model tags (lock claims aside), the model's description and every version's
+    tags."""
     client = REAL_CLIENT()
     model = client.get_registered_model(name)
     tags = {k: v for k, v in model.tags.items() if not k.startswith(CLAIM_PREFIX)}
     found = client.search_model_versions(f"name='{name}'")
     versions = {str(v.version): dict(v.tags) for v in found}
     aliases = {alias: str(version) for alias, version in model.aliases.items()}
-    return {"aliases": aliases, "tags": tags, "versions": versions}
+    about = model.description or ""
+    return {"aliases": aliases, "tags": tags, "description": about, "versions": versions}
 
 
 def history_of(state: dict) -> list[dict]:
-    return [json.loads(v) for k, v in sorted(state["tags"].items()) if k.startswith("sluice.hi")]
+    """The entries a snapshot holds (on versions, and any old-format ones), oldest first."""
+    found = {int(k.rsplit(".", 1)[1]): v for k, v in state["tags"].items() if _entry(k)}
+    for tags in state["versions"].values():
+        found |= {int(k.rsplit(".", 1)[1]): v for k, v in tags.items() if _entry(k)}
+    return [json.loads(found[seq]) for seq in sorted(found)]
+
+
+def _entry(key: str) -> bool:
+    return key.startswith((MOVE_PREFIX, LEGACY_PREFIX))
+
+
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00")
 
 
 def timeless(state: dict) -> dict:
     """``state`` without the times that differ between two runs of one command."""
-    tags = {
-        k: json.dumps({**json.loads(v), "time": None}) if k.startswith("sluice.hi") else v
-        for k, v in state["tags"].items()
-    }
-    versions = {
-        v: {k: x for k, x in t.items() if k != "sluice.promoted_at"}
-        for v, t in state["versions"].items()
-    }
-    return {**state, "tags": tags, "versions": versions}
+
+    def untimed(tags: dict) -> dict:
+        return {
+            k: json.dumps({**json.loads(v), "time": None}) if _entry(k) else v
+            for k, v in tags.items()
+            if k != "sluice.promoted_at"
+        }
+
+    versions = {v: untimed(t) for v, t in state["versions"].items()}
+    about = ISO_TIME.sub("TIME", state["description"])
+    return {**state, "tags": untimed(state["tags"]), "description": about, "versions": versions}
 
 
 def copy_db(src: Path, dst: Path) -> None:
@@ -167,6 +184,8 @@ def test_each_failing_call_of_a_promotion_leaves_the_registry_consistent(project
             assert failure.exit_code == 0 and timeless(failure.after) == timeless(moved), failure
     (entry,) = history_of(moved)[len(history_of(before)) :]
     assert (entry["action"], entry["from"], entry["to"]) == ("promote", "1", VERSION["good"])
+    assert not [k for k in moved["tags"] if k.startswith(LEGACY_PREFIX)]
+    assert f"| {entry['seq']} | {entry['time']} | champion | promote |" in moved["description"]
     tags = moved["versions"][VERSION["good"]]
     assert tags["sluice.gate.history_seq"] == str(entry["seq"])
     assert tags["sluice.gate.passed"] == "true" and tags["sluice.promoted_at"] == entry["time"]
@@ -230,3 +249,21 @@ def test_a_failed_undo_is_named_in_the_one_line(project, faults):
     after = snapshot(project.name)
     assert after["aliases"] == before["aliases"]  # the alias never moved
     assert len(history_of(after)) == len(history_of(before)) + 1  # what the line names
+
+
+def test_each_failing_call_of_a_migrating_promotion_undoes_the_migration_too(project, faults):
+    promote_and_check(project, "--version", VERSION["weak"], "--force")
+    to_old_format(project.name)  # as an older sluice left it: entries as model tags
+    before = snapshot(project.name)
+    failures, clean = each_call_failing(project, faults, "promote")
+    assert clean.exit_code == 0, clean.output
+    moved = snapshot(project.name)
+    assert not [k for k in moved["tags"] if k.startswith(LEGACY_PREFIX)]
+    assert history_of(moved)[:-1] == history_of(before)
+    said = " ".join(f.stderr for f in failures)
+    assert "failed at moving entry #1" in said and "failed at old-format history tag" in said
+    for failure in failures:
+        if failure.after == before:
+            assert_one_line_error(failure)
+        else:
+            assert failure.exit_code == 0 and timeless(failure.after) == timeless(moved), failure

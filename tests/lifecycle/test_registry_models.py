@@ -95,6 +95,7 @@ def craft_malicious(path: Path, marker: Path) -> None:
 def test_tampered_registered_model_is_refused_without_running_code(fresh_project, tmp_path, attack):
     """A version registered without a digest (an older sluice): the bundle's own checks hold."""
     name, marker = fresh_project.name, tmp_path / "marker"
+    mlflow.MlflowClient().delete_model_version_tag(name, "1", BUNDLE_TAG)  # as an older sluice
     bundle = registry_bundle(name, "1")
     weights = "model.pt" if attack == "old-format" else "model.safetensors"
     craft_malicious(bundle / weights, marker)

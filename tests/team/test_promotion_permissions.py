@@ -1,6 +1,6 @@
 """The registry lock and alias moves on the real team server (PostgreSQL, basic auth): a user who
 may only read a model cannot take its lock, so cannot block anyone; a user who may edit it breaks
-the lock of another user's dead process at once; a reason PostgreSQL cannot keep moves nothing."""
+the lock of another user's dead process at once; a reason the server cannot keep moves nothing."""
 
 from __future__ import annotations
 
@@ -110,20 +110,43 @@ def test_an_editor_breaks_the_lock_of_another_users_dead_process(
     assert not claims(admin, team.model)
 
 
-def test_a_reason_postgresql_cannot_keep_moves_nothing(team_server, login, team):
+def test_a_reason_the_server_cannot_keep_moves_nothing(team_server, login, team):
     from mlflow.exceptions import MlflowException
 
     from sluice.errors import SluiceError
-    from sluice.tracking.registry import TAG_VALUE_LIMIT, aliases, read_history, record_alias_move
+    from sluice.tracking.history import TAG_VALUE_LIMIT
+    from sluice.tracking.registry import aliases, read_history, record_alias_move
 
     admin = login(team_server)
-    admin.set_registered_model_tag(team.model, "probe", "x" * TAG_VALUE_LIMIT)
-    with pytest.raises(MlflowException):  # the limit is PostgreSQL's column, not a guess
-        admin.set_registered_model_tag(team.model, "probe", "x" * (TAG_VALUE_LIMIT + 1))
-    admin.delete_registered_model_tag(team.model, "probe")
-    record_alias_move(team.model, "champion", team.versions[0], reason="first")
+    version = team.versions[0]  # entries are version tags: the limit is the server's, not a guess
+    admin.set_model_version_tag(team.model, version, "probe", "x" * TAG_VALUE_LIMIT)
+    with pytest.raises(MlflowException):
+        admin.set_model_version_tag(team.model, version, "probe", "x" * (TAG_VALUE_LIMIT + 1))
+    admin.delete_model_version_tag(team.model, version, "probe")
+    record_alias_move(team.model, "champion", version, reason="first")
     before = aliases(team.model), read_history(team.model)
     with pytest.raises(SluiceError, match="the reason is too long"):
-        record_alias_move(team.model, "champion", team.versions[1], reason="r" * 4990)
+        record_alias_move(team.model, "champion", team.versions[1], reason="r" * TAG_VALUE_LIMIT)
     assert (aliases(team.model), read_history(team.model)) == before
     assert not claims(admin, team.model)
+
+
+def test_the_history_table_fits_what_postgresql_keeps(team_server, login, team):
+    from mlflow.exceptions import MlflowException
+
+    from sluice.tracking.history import LEGACY_PREFIX
+    from sluice.tracking.history_table import DESCRIPTION_LIMIT, HEADING, MAX_ROWS, table_seqs
+    from sluice.tracking.registry import read_history, record_alias_move
+
+    admin = login(team_server)
+    with pytest.raises(MlflowException):  # the limit is PostgreSQL's column, not a guess
+        admin.update_registered_model(team.model, "x" * (DESCRIPTION_LIMIT + 1))
+    admin.update_registered_model(team.model, "Kept by the team.")
+    moves = MAX_ROWS + 5
+    for i in range(moves):
+        record_alias_move(team.model, "canary", team.versions[i % 2], reason="r" * 500)
+    model = admin.get_registered_model(team.model)
+    assert model.description.startswith(f"Kept by the team.\n\n{HEADING}\n")
+    assert len(model.description) <= DESCRIPTION_LIMIT
+    assert table_seqs(model.description)[0] == moves == len(read_history(team.model))
+    assert not [k for k in model.tags if k.startswith((LEGACY_PREFIX, "sluice.lock."))]
