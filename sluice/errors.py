@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
 import os
@@ -16,6 +17,61 @@ from typing import Any
 
 class SluiceError(Exception):
     """A mistake the user can fix: the message says what, where, and what to do."""
+
+
+# Why a write fails for reasons outside sluice (the disk, the folder's mount or permissions),
+# and what to do about each.
+WRITE_ERRNOS = {
+    errno.ENOSPC: "free space on that disk",
+    errno.EDQUOT: "free space within your disk quota",
+    errno.EFBIG: "raise the file size limit (ulimit -f) or free space",
+    errno.EROFS: "that file system is read-only: remount it writable or run from a writable copy",
+    errno.EACCES: "make that folder writable by you",
+    errno.EPERM: "make that folder writable by you",
+}
+# How libraries that do their own IO (pyarrow, safetensors) spell an OS error in a message.
+_ERRNO_IN_TEXT = re.compile(r"(?:\[errno |os error )(\d+)", re.IGNORECASE)
+
+
+def write_errno(exc: BaseException) -> int | None:
+    """The OS error number of a failed write, if it is one of :data:`WRITE_ERRNOS`."""
+    number = exc.errno if isinstance(exc, OSError) else None
+    if number is None:
+        found = _ERRNO_IN_TEXT.search(str(exc))
+        number = int(found.group(1)) if found else None
+    return number if number in WRITE_ERRNOS else None
+
+
+def write_failure(path: object, number: int, what: str = "cannot write") -> SluiceError:
+    """The one line for a write to ``path`` that the OS refused with ``number``."""
+    return SluiceError(
+        f"{what} {path}: {os.strerror(number)} ({errno.errorcode[number]}); "
+        f"{WRITE_ERRNOS[number]}, then re-run"
+    )
+
+
+# Turn a library's exception into a user-facing one (None: not theirs, keep the traceback).
+# An adapter layer registers its own (e.g. sluice.tracking: a tracking server that went away),
+# so this base module needs no knowledge of the libraries above it.
+_translators: list[Callable[[BaseException], SluiceError | None]] = []
+
+
+def add_translator(translate: Callable[[BaseException], SluiceError | None]) -> None:
+    """Register ``translate`` for :func:`report_errors` (once; later calls are no-ops)."""
+    if translate not in _translators:
+        _translators.append(translate)
+
+
+def _translated(exc: BaseException) -> SluiceError | None:
+    """A one-line error for an exception that is no bug: a refused write, or a translator's."""
+    for translate in _translators:
+        found = translate(exc)
+        if found is not None:
+            return found
+    number, where = write_errno(exc), getattr(exc, "filename", None)
+    if number is None or (number in (errno.EACCES, errno.EPERM) and not where):
+        return None  # refused without a file: not a folder's permissions
+    return write_failure(where or f"a file under {os.getcwd()}", number, "cannot read or write")
 
 
 # ``scheme://user:password@host``: the password of a URL (tracking server, database).
@@ -75,8 +131,10 @@ def debugging() -> bool:
 def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``main``; a SluiceError becomes ``error: <message>`` on stderr and exit code 1.
 
-    Any other exception is a bug and keeps its traceback. Ctrl-C exits with 130 and SIGTERM
-    with 143, quietly, after the stage's ``with`` blocks have cleaned up.
+    A write the OS refused (a full disk, a read-only folder: :data:`WRITE_ERRNOS`) and what a
+    registered translator recognises (a tracking server that went away) are reported the same
+    way. Any other exception is a bug and keeps its traceback. Ctrl-C exits with 130 and
+    SIGTERM with 143, quietly, after the stage's ``with`` blocks have cleaned up.
     """
 
     @functools.wraps(main)
@@ -90,7 +148,13 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
         except SluiceError as exc:
             if debugging():
                 raise
-            print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)
+            _print_error(exc)
+            raise SystemExit(1) from None
+        except Exception as exc:
+            found = None if debugging() else _translated(exc)
+            if found is None:
+                raise
+            _print_error(found)
             raise SystemExit(1) from None
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
@@ -100,3 +164,7 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
             raise SystemExit(EXIT_TERMINATED) from None
 
     return wrapper
+
+
+def _print_error(exc: SluiceError) -> None:
+    print(f"error: {mask_secrets(str(exc))}", file=sys.stderr)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from sluice.errors import SluiceError
+from sluice.errors import SluiceError, write_errno, write_failure
 
 
 @contextmanager
@@ -28,11 +28,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     leaves the old file or the new one. On failure the temporary is removed and ``path`` untouched.
 
     Raises:
-        SluiceError: ``path`` is an existing directory (never replaced by a file, never deleted).
+        SluiceError: ``path`` is an existing directory (never replaced by a file, never deleted);
+            or the OS refused the write (a full disk, a read-only folder), naming ``path``.
     """
     path = Path(path)
     _refuse_directory(path)
-    with _sibling(path) as target:
+    with _refused_writes(path), _sibling(path) as target:
         yield target
         _refuse_directory(path)  # made while the caller was writing
         _fsync_tree(target)
@@ -49,11 +50,12 @@ def atomic_dir(path: str | Path, owned: Callable[[Path], bool]) -> Iterator[Path
     the file system supports it, so there is no moment without either version.
 
     Raises:
-        SluiceError: ``path`` exists and is not ``owned`` (left untouched).
+        SluiceError: ``path`` exists and is not ``owned`` (left untouched); or the OS refused
+            the write (a full disk, a read-only folder), naming ``path``.
     """
     path = Path(path)
     _refuse_foreign(path, owned)
-    with _sibling(path) as target:
+    with _refused_writes(path), _sibling(path) as target:
         yield target
         _refuse_foreign(path, owned)
         _fsync_tree(target)
@@ -62,6 +64,48 @@ def atomic_dir(path: str | Path, owned: Callable[[Path], bool]) -> Iterator[Path
         else:
             os.replace(target, path)
         _fsync(path.parent)
+
+
+@contextmanager
+def _refused_writes(path: Path) -> Iterator[None]:
+    """A write to ``path`` (or its temporary) that the OS refused becomes one line naming
+    ``path``; the temporary is gone by then and ``path`` is as it was."""
+    try:
+        yield
+    except Exception as exc:  # OSError, or a library's own (pyarrow, safetensors) naming one
+        number = write_errno(exc)
+        if number is None:
+            raise
+        raise write_failure(path, number) from None
+
+
+def check_writable(folders: list[Path]) -> None:
+    """Create and remove a small file in each folder (or its nearest existing parent), so that
+    a read-only or full disk stops a stage in one line before it works, not at its end.
+
+    Raises:
+        SluiceError: a folder cannot be written (naming it and what to do), or is a file.
+    """
+    for folder in folders:
+        found = folder
+        while not found.exists() and found != found.parent:
+            found = found.parent
+        if not found.is_dir():
+            raise SluiceError(
+                f"cannot write into {folder}: {found} is not a folder; move it away, then re-run"
+            )
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".sluice-probe.", dir=found)
+            try:
+                os.write(fd, b"\0" * 4096)  # a full disk refuses data, not always a name
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            number = write_errno(exc)
+            if number is None:
+                raise
+            raise write_failure(folder, number, "cannot write into") from None
 
 
 @contextmanager

@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable
+from pathlib import Path
+
+from sluice import paths
+from sluice.errors import report_errors
+from sluice.io import check_writable
+
+PIPELINE_FILE = Path("dvc.yaml")
+TRAINING_STAGES = ("train", "finetune")  # they also keep checkpoints (paths.CHECKPOINTS)
 
 
 def _freeze_survivors(phase: str, info: dict) -> None:
@@ -22,7 +31,10 @@ def _freeze_survivors(phase: str, info: dict) -> None:
 def run_stage(main: Callable[[], object], launch: Callable[[], bool] | None = None) -> None:
     """Run a stage's ``main`` (already wrapped by ``report_errors``) as this process's work.
 
-    ``launch``, when given, runs first: when it returns True it has done the stage's work in
+    First, every folder the stage writes (its outputs in dvc.yaml) is checked to be writable,
+    so that a read-only or full disk stops it in one line before hours of work.
+
+    ``launch``, when given, runs next: when it returns True it has done the stage's work in
     other processes (e.g. under torchrun, see sluice.pipeline.launch) and ``main`` is skipped.
 
     When ``main`` returns or exits, every object still alive is frozen too: the interpreter
@@ -30,9 +42,39 @@ def run_stage(main: Callable[[], object], launch: Callable[[], bool] | None = No
     garbage collections (about 2 s for a stage that imported torch and MLflow). Outputs are
     written and closed inside ``main``, so nothing is lost; ``atexit`` handlers still run.
     """
+    report_errors(_check_outputs_writable)()
     gc.callbacks.append(_freeze_survivors)
     try:
         if launch is None or not launch():
             main()
     finally:
         gc.freeze()
+
+
+def _check_outputs_writable() -> None:
+    check_writable(output_folders(_stage_name()))
+
+
+def _stage_name() -> str | None:
+    """``train`` for ``python -m stages.train`` (None when run otherwise)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    name = spec.name if spec is not None else ""
+    return name.removeprefix("stages.") if name.startswith("stages.") else None
+
+
+def output_folders(stage: str | None) -> list[Path]:
+    """The folders ``stage`` writes into: those of its outputs, metrics and plots in dvc.yaml
+    (none when there is no dvc.yaml, or the stage is not in it), and its checkpoints."""
+    from sluice.params_yaml import read_yaml
+
+    if stage is None or not PIPELINE_FILE.is_file():
+        return []
+    declared = (read_yaml(PIPELINE_FILE) or {}).get("stages", {}).get(stage) or {}
+    folders = [paths.CHECKPOINTS] if stage in TRAINING_STAGES else []
+    for key in ("outs", "metrics", "plots"):
+        for out in declared.get(key) or []:
+            name = next(iter(out)) if isinstance(out, dict) else str(out)
+            folder = Path(name).parent
+            if folder not in folders:
+                folders.append(folder)
+    return folders

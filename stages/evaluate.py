@@ -20,6 +20,7 @@ def main() -> None:
     from sluice.model.bundle import load_bundle
     from sluice.pipeline.evaluating import run_evaluation, write_reports
     from sluice.tracking.grouping import fail_execution
+    from sluice.tracking.runs import require_runs
     from sluice.tracking.store import connect
 
     target = read_json(paths.CLEAN_REPORT)["target"]
@@ -30,6 +31,8 @@ def main() -> None:
         if params.evaluate.reference:  # the rows the models were fitted on, for the references
             frames["train"] = pd.read_parquet(paths.RESAMPLED)
         models = {role: load_bundle(path) for role, path in paths.MODELS.items()}
+        # Models trained against another store (MLFLOW_TRACKING_URI switched): stop here.
+        require_runs({str(paths.MODELS[r]): m.spec["lineage"]["run_id"] for r, m in models.items()})
         evaluation = run_evaluation(models, frames, target, params, experiment_id)
         # Reports last: a failure above leaves no metrics or plots that claim a finished
         # evaluation.

@@ -8,6 +8,7 @@ Under data parallelism rank 0 alone writes and reads it; the other ranks receive
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 from pathlib import Path
@@ -42,8 +43,10 @@ def save_checkpoint(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()  # serialised first: torch.save reports a full disk without errno,
+    torch.save(blob, buffer)  # a plain write names it (ENOSPC), and the stage says so in one line
     try:
-        torch.save(blob, tmp)
+        tmp.write_bytes(buffer.getbuffer())
         os.replace(tmp, path)  # atomic: a reader sees the old or the new checkpoint, never half
     finally:
         tmp.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import os
 import socket
 from pathlib import Path
 
+from sluice.errors import SluiceError, mask_secrets
 from sluice.tracking.grouping import PARENT_TAG, execution_parent
 from sluice.tracking.store import connected_experiment, git_commit, process_alive
 
@@ -74,3 +75,29 @@ def _is_stale(tags: dict[str, str]) -> bool:
         return False
     workdir = tags.get("sluice.workdir")
     return workdir is None or workdir == os.getcwd() or not Path(workdir).exists()
+
+
+def require_runs(run_ids: dict[str, str]) -> None:
+    """Raise one line when a model's training run (``{model folder: run id}``) is not in the
+    store in use: the models were trained while MLFLOW_TRACKING_URI named another store, so
+    their test metrics and registered versions would have nowhere to go."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    client = mlflow.MlflowClient()
+    missing = []
+    for where, run_id in run_ids.items():
+        try:
+            client.get_run(run_id)
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            missing.append(f"{where} (run {run_id})")
+    if missing:
+        store = mask_secrets(mlflow.get_tracking_uri())
+        raise SluiceError(
+            f"the training runs of {', '.join(missing)} are not in the MLflow store {store}: "
+            "the models were trained with another store; re-run training with this one "
+            "(dvc repro --force train), or set MLFLOW_TRACKING_URI back to the store they were "
+            "trained with (nothing was registered)"
+        )

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from sluice.errors import SluiceError
+from sluice.errors import SluiceError, add_translator
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +19,20 @@ STORE_FILE = "mlflow.db"
 ARTIFACT_DIR = "mlartifacts"
 
 # MLflow settings sluice changes unless the user set them: no usage telemetry (the pipeline makes
-# no network calls of its own, and MLflow's would wait on a timeout offline), and no per-file
-# progress bars while MLflow re-reads a model it just logged (they drown the stage's output).
+# no network calls of its own, and MLflow's would wait on a timeout offline), no per-file
+# progress bars while MLflow re-reads a model it just logged (they drown the stage's output),
+# and bounded retries: MLflow's own (7, doubling from 2 s) keep a stage whose tracking server
+# died retrying each call for about four minutes; 3 from 1 s ride out a restart or a busy
+# moment and fail in seconds.
 WRITE_PERMISSIONS = ("EDIT", "MANAGE")  # basic-auth permissions that may create runs
 _connected: dict[str, str] = {}  # the experiment :func:`connect` last returned
 
 MLFLOW_DEFAULTS = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "3",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
 }
 
 
@@ -65,6 +71,7 @@ def use_store() -> str:
 
     uri = tracking_uri()
     check_reachable(uri)
+    add_translator(_lost_server)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _open_sqlite_store(uri)
@@ -195,18 +202,14 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
     would use (``MLFLOW_TRACKING_USERNAME``/``_PASSWORD``, ``MLFLOW_TRACKING_TOKEN``, ...), so a
     wrong password stops a stage before it trains instead of at its first log call.
     """
-    parsed = urlparse(uri)
-    if parsed.scheme not in ("http", "https"):
+    if urlparse(uri).scheme not in ("http", "https"):
         return
-    port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
-            pass
-    except OSError as exc:
+    refused = _connection_refused(uri, timeout_s)
+    if refused:
         raise SluiceError(
-            f"MLflow tracking server {uri} is not reachable ({exc.strerror or exc}); start it "
+            f"MLflow tracking server {uri} is not reachable ({refused}); start it "
             "(make server) or unset MLFLOW_TRACKING_URI to use the local store"
-        ) from None
+        )
     status, body = _probe(uri, timeout_s)
     if status in (401, 403):
         raise SluiceError(_refusal(uri, status))
@@ -215,6 +218,37 @@ def check_reachable(uri: str, timeout_s: float = 3.0) -> None:
             f"MLflow tracking server {uri} answered HTTP {status} ({body[:120]!r}); check the "
             "server's log, or that MLFLOW_TRACKING_URI names an MLflow server"
         )
+
+
+def _connection_refused(uri: str, timeout_s: float) -> str | None:
+    """Why no connection to the server of ``uri`` opens (None: one opens)."""
+    parsed = urlparse(uri)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname, port), timeout=timeout_s):
+            return None
+    except OSError as exc:
+        return str(exc.strerror or exc)
+
+
+def _lost_server(exc: BaseException) -> SluiceError | None:
+    """An MLflow call that failed because the tracking server stopped answering while a stage
+    used it: one line instead of MLflow's traceback (None when the server answers: another
+    failure). The run it left RUNNING is ended FAILED by the next run of the stage."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    uri = mlflow.get_tracking_uri()
+    if not isinstance(exc, MlflowException) or urlparse(uri).scheme not in ("http", "https"):
+        return None
+    refused = _connection_refused(uri, 3.0)
+    if refused is None:
+        return None
+    return SluiceError(
+        f"MLflow tracking server {uri} stopped answering while this stage ran ({refused}); "
+        "start it again (make server), then re-run the stage: its unfinished run is then "
+        "marked FAILED"
+    )
 
 
 def _probe(uri: str, timeout_s: float) -> tuple[int, str]:

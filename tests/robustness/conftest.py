@@ -224,3 +224,44 @@ def prepared(tmp_path_factory) -> Project:
     write_csv(project, messy_frame())
     project.run("dvc", "repro", "resample")
     return project
+
+
+def can_mount() -> bool:
+    """Whether a test may mount a file system in a mount namespace of its own (``unshare -rm``:
+    as root, or through a user namespace)."""
+    try:
+        done = subprocess.run(["unshare", "-rm", "true"], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+# Mount a fresh tmpfs over a folder, run the command, then list what the tmpfs holds.
+_ON_TMPFS = """opts=$1 dir=$2 out=$3; shift 3
+mount -t tmpfs -o "$opts" tmpfs "$dir" || exit 99
+"$@"; rc=$?
+ls -A "$dir" > "$out"
+exit $rc
+"""
+
+
+def run_on_tmpfs(
+    project: Project, folder: str, options: str, *args: str
+) -> tuple[subprocess.CompletedProcess, list[str]]:
+    """Run a command in the project with ``folder`` on a new tmpfs mounted with ``options``
+    (``size=8k``: a real full disk; ``ro``: a real read-only one), in its own mount namespace
+    (see :func:`can_mount`); return its result and what the tmpfs held when it ended."""
+    cmd = [str(BIN / args[0]) if (BIN / args[0]).exists() else args[0], *args[1:]]
+    listing = project.path.parent / f"{Path(folder).name}.listing"
+    (project.path / folder).mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", _ON_TMPFS, "sh", options, folder, str(listing), *cmd],
+        cwd=project.path,
+        env=project.env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode != 99, f"mount failed: {proc.stderr[-2000:]}"
+    return proc, listing.read_text().split()
