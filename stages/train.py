@@ -17,6 +17,7 @@ def main() -> None:
     params = load_tuned_params()  # params.yaml + the tune stage's choice
     from sluice.model.factory import new_model
     from sluice.pipeline.ensembling import plan_ensemble
+    from sluice.pipeline.pretraining import plan_pretraining
     from sluice.pipeline.runner import TrainingJob, fit_settings, run_training
 
     cfg = params.train
@@ -29,13 +30,16 @@ def main() -> None:
         cfg, types, classes, train_natural, params.data.max_categories, params.seed, members
     )
     ensemble = plan_ensemble(params, spec, types, cfg.folds, True, params.resample.class_weights)
+    pretrain = plan_pretraining(params, spec, train_natural)  # bilstm: language-model texts
+    md5 = pretrain.unlabelled_md5 if pretrain else None
+    lineage = {"unlabelled_data_md5": md5} if md5 else {}  # DVC cannot depend on it
     weights = None
     if params.resample.class_weights:
         weights = class_weights(pd.read_parquet(paths.RESAMPLED)[target].astype(str), classes)
     job = TrainingJob(
         role="base",
         net=net,
-        spec={**spec, "target": target},
+        spec={**spec, "target": target, "lineage": lineage},
         train_path=paths.RESAMPLED,
         val_path=paths.SPLITS["val"],
         target=target,
@@ -46,9 +50,11 @@ def main() -> None:
             "resample": params.resample.model_dump(),
             "train": cfg.model_dump(),
             "arch": spec["arch"],
+            **({"pretrain": pretrain.summary()} if pretrain else {}),  # keys the checkpoint
         },
         extra_tags={},
         ensemble=ensemble,
+        pretrain=pretrain,
     )
     run_training(job, params)
 

@@ -18,6 +18,8 @@ class DataConfig(Section):
     columns: dict[str, Literal["numeric", "categorical", "text"]] = {}
     drop_columns: list[str] = []
     max_categories: between(int, 2, 10_000) = 50
+    max_memory_gb: between(float, 0.0, 1e6) | None = None  # clean: budget, GB; null: 80 % available
+    unlabelled_path: str | None = None  # CSV of extra texts for train.text.pretrain_epochs
 
     @model_validator(mode="after")
     def _target_with_path(self) -> DataConfig:
@@ -71,6 +73,7 @@ class ResampleConfig(Section):
     method: Literal[RESAMPLE_METHODS] = "random_over"
     k_neighbors: between(int, 1, 100) = 5
     knn_block: between(int, 0, 100_000_000) = 50_000
+    max_memory_gb: between(float, 0.0, 1e6) | None = None  # budget, GB; null: 80 % of available
     class_weights: bool = False
     check_rows: between(int, 0, 1_000_000) = 1000
 

