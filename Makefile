@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export DVC_NO_ANALYTICS := 1
 export MPLBACKEND := Agg
 
-.PHONY: setup lock repro test check ui bench lint clean-store server server-stop
+.PHONY: setup lock repro test check ui bench lint params-doc clean-store server server-stop
 
 # The lock pins everything `.[dev]` needs with its hashes: pip checks each file it installs.
 # The package itself then goes in editable, built by the lock's setuptools (no download).
@@ -72,6 +72,11 @@ lint: $(STAMP)
 	$(BIN)/deptry sluice stages
 	$(BIN)/deptry tests benchmarks --ignore DEP002,DEP004
 	$(BIN)/lint-imports
+
+# docs/params.md, the reference of every params.yaml key, from the docstrings in sluice/config/
+# (a unit test fails while the page is stale).
+params-doc: $(STAMP)
+	$(BIN)/python -m sluice.config.reference
 
 # A team tracking server: PostgreSQL + `mlflow server` with basic auth and proxied artifacts,
 # on 127.0.0.1; state (database, logs, credentials) in .sluice/server/ (`sluice server --help`).

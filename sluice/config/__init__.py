@@ -63,17 +63,33 @@ __all__ = [
 
 
 class Params(Section):
-    seed: between(int, 0, 2**32 - 1) = 0  # what numpy and scikit-learn accept
+    # Each section's docstring is its introduction in docs/params.md.
+    seed: between(int, 0, 2**32 - 1) = 0  # the range numpy and scikit-learn accept
+    """One seed for splits, resampling, initialisation and batches."""
     data: DataConfig = DataConfig()
+    """The table: a built-in dataset or your CSV, its label and its column types."""
     clean: CleanConfig = CleanConfig()
+    """What the clean stage does with duplicates, conflicting or missing labels, bad values and
+    rare classes."""
     split: SplitConfig = SplitConfig()
+    """The stratified train / validation / test split."""
     tune: TuneConfig = TuneConfig()
+    """The Optuna study over `tune.space`; the best trial's values go to reports/tuned.yaml,
+    which resample, train and finetune lay over params.yaml (a key the space searches is then
+    taken from there)."""
     resample: ResampleConfig = ResampleConfig()
+    """How the training split (only) is rebalanced before training."""
     train: TrainConfig = TrainConfig()
+    """The base model: its family, its shape and how it is trained."""
     finetune: FinetuneConfig = FinetuneConfig()
+    """Fine-tuning: training again from a trained model, with other params."""
     evaluate: EvaluateConfig = EvaluateConfig()
+    """Test metrics, the scikit-learn references, calibration and the decision threshold, and a
+    model's cost."""
     registry: RegistryConfig = RegistryConfig()
+    """The MLflow experiment and registered model."""
     promote: PromoteConfig = PromoteConfig()
+    """The gate a challenger must pass to become the champion."""
 
 
 def load_params(path: str | Path = "params.yaml") -> Params:

@@ -21,9 +21,15 @@ def between(kind: type, low: float, high: float) -> Any:
 
 
 class Section(BaseModel):
-    """A params section: frozen, strict types (no "3" for 3), unknown keys refused."""
+    """A params section: frozen, strict types (no "3" for 3), unknown keys refused.
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    Each field is documented by the string literal under it (pydantic's attribute docstrings
+    become its ``description``), which ``sluice.config.reference`` renders as docs/params.md.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, use_attribute_docstrings=True
+    )
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -43,29 +43,51 @@ class TuneSpace(Section):
     value of params.yaml (the key is not searched)."""
 
     model: list[Literal[TUNE_FAMILIES]] | None = ["tabm", "mlp", "linear"]
+    """Families to choose from (cnn: square images only; image rows that train gives the CNN
+    are tuned only if cnn is here). A table with a text column is tuned only if a text family
+    (ngram, bilstm) is here (a text trial costs as much as a whole default run;
+    reports/tune.json says skipped), and then only the text families are searched, a table
+    without one only the others; reports/tune.json says what was left out (`left_out`)."""
     width: list[int] | None = [32, 256]
+    """Range of the hidden width, log scale; with `depth`: `train.hidden = [width] * depth`."""
     depth: list[int] | None = [1, 3]
+    """Range of hidden layers (tabm: blocks); tabm and mlp only."""
     dropout: list[float] | None = [0.0, 0.5]
+    """Range of `train.dropout`; not for linear."""
     weight_decay: list[float] | None = [1e-6, 1e-2]
+    """Range of `train.weight_decay`, log scale."""
     lr: list[float] | None = [3e-4, 1e-2]
+    """Range of the peak learning rate `train.lr`, log scale."""
     batch_size: list[between(int, 1, 1_000_000)] | None = [32, 64, 128, 256]
+    """Choices of `train.batch_size`."""
     imbalance: list[Literal[TUNE_IMBALANCE]] | None = [
         "none",
         "class_weights",
         "random_over",
         "smote",
     ]
+    """Choices of `none`, `class_weights` or a `resample.method`: sets `resample.method` and
+    `resample.class_weights`. On a table with a text column only class_weights, none,
+    random_over and random_under are searched (the others make rows up, which cannot be
+    text)."""
     # The text families' knobs (train.text), searched only in trials of a text family. Cost
     # grows with max_len x hidden for bilstm, and with (vocabulary + buckets) x embedding for
-    # ngram, whose embedding table the optimizer updates whole at every step. buckets is not
-    # searched by default: fewer buckets mean more colliding bigrams, and on real reviews each
-    # halving below 2**18 cost test ROC AUC (benchmarks/text.py).
-    embedding: list[int] | None = [16, 64]  # both text families, log scale
-    text_hidden: list[int] | None = [16, 64]  # bilstm: state size per direction, log scale
-    text_layers: list[int] | None = None  # bilstm: stacked layers (each one costs as much)
-    cell: list[Literal[CELLS]] | None = ["lstm", "gru"]  # bilstm
-    buckets: list[between(int, 1, 1 << 24)] | None = None  # ngram: bigram buckets (choices)
-    max_len: list[int] | None = [64, 512]  # both: cap on tokens kept per text, log scale
+    # ngram, whose embedding table the optimizer updates whole at every step.
+    embedding: list[int] | None = [16, 64]
+    """Range of `train.text.embedding` (both text families), log scale."""
+    text_hidden: list[int] | None = [16, 64]
+    """bilstm: range of `train.text.hidden` (state size per direction), log scale."""
+    text_layers: list[int] | None = None
+    """bilstm: range of `train.text.layers`, e.g. `[1, 2]` (a layer costs as much again)."""
+    cell: list[Literal[CELLS]] | None = ["lstm", "gru"]
+    """bilstm: choices of `train.text.cell`."""
+    buckets: list[between(int, 1, 1 << 24)] | None = None
+    """ngram: choices of `train.text.buckets`, e.g. `[65536, 262144]`; fewer buckets, more
+    colliding bigrams: on real reviews each halving below 2**18 cost test ROC AUC
+    (benchmarks/text.py), so it is not searched by default."""
+    max_len: list[int] | None = [64, 512]
+    """Range of `train.text.max_len` (both text families: tokens kept per text at most), log
+    scale."""
 
     @field_validator("model", "imbalance", "cell", mode="before")
     @classmethod
@@ -92,15 +114,39 @@ class TuneSpace(Section):
 
 class TuneConfig(Section):
     trials: between(int, 0, 1_000_000) = 20
+    """Budget: trials to run (0: skip the study, params.yaml is used as it is)."""
     timeout: between(float, 0.0, 1e7) = 600.0
+    """Seconds after which no new trial starts (0: none); a study the timeout stops chose by
+    this machine's speed (reports/tune.json says `timed_out`): raise it or lower `trials` to
+    make it reproducible."""
     metric: Literal["log_loss", "roc_auc", "f1_macro", "balanced_accuracy", "accuracy"] = "log_loss"
+    """What ranks trials, on validation at each trial's best epoch (ties: macro F1, then log
+    loss); the pruner watches val loss."""
     startup_trials: between(int, 1, 10_000) = 5
+    """Random trials before TPE models the space; the pruner waits for as many complete
+    trials."""
     pruner: Literal["median", "none"] = "median"
+    """`median`: stop a trial whose val loss at an epoch is worse than the median of earlier
+    trials at that epoch."""
     warmup_epochs: between(int, 0, 100_000) = 5
-    cv_folds: between(int, 1, 100) = 5  # folds over train + val scoring trials on small tables
-    cv_below_rows: between(int, 0, 1_000_000_000) = 250  # ... whose val split is this small
-    storage: str | None = None  # an Optuna storage URL: the study is shared by its workers
+    """Epochs a trial always runs before it can be pruned."""
+    cv_folds: between(int, 1, 100) = 5
+    """Folds of the cross-validation (over train + val, each fold's training part resampled;
+    cost x cv_folds) that scores each trial when the validation split has fewer than
+    `cv_below_rows` rows. Such a study also scores this file's values per family of the space;
+    a trial replaces them only when better by more than one standard error over the folds, and
+    the choice sets `train.folds`. 1: score on the validation split only."""
+    cv_below_rows: between(int, 0, 1_000_000_000) = 250
+    """A validation split of fewer rows is too few to rank trials on: trials are then scored by
+    `cv_folds`-fold cross-validation."""
+    storage: str | None = None
+    """An Optuna storage URL (e.g. `postgresql+psycopg://...`, no password: PGPASSFILE has it)
+    that keeps the study and continues it up to `trials`; more workers join it with
+    `python -m stages.tune --worker` (same params and data), and the stage writes the choice of
+    the whole study. `make server` prints a URL of its own. null: in memory."""
     space: TuneSpace = TuneSpace()
+    """What the study searches: `[low, high]` is a range, a list the choices; null: not
+    searched (the value of params.yaml is kept)."""
 
     @field_validator("storage")
     @classmethod
