@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import hashlib
@@ -95,12 +96,17 @@ def check_writable(folders: list[Path]) -> None:
                 f"cannot write into {folder}: {found} is not a folder; move it away, then re-run"
             )
         try:
+            before = found.stat()
             fd, probe = tempfile.mkstemp(prefix=".sluice-probe.", dir=found)
             try:
                 os.write(fd, b"\0" * 4096)  # a full disk refuses data, not always a name
             finally:
                 os.close(fd)
                 os.unlink(probe)
+            # The folder's times as they were: a stage that stops before its work changed nothing
+            # (only the folder's owner may set them: another user's shared folder keeps the new).
+            with contextlib.suppress(PermissionError):
+                os.utime(found, ns=(before.st_atime_ns, before.st_mtime_ns))
         except OSError as exc:
             number = write_errno(exc)
             if number is None:
