@@ -168,20 +168,9 @@ def _last_logged_epoch() -> int:
 
 def _log_restored_epochs(records: list[dict[str, float]]) -> None:
     """Per-epoch metrics of epochs trained before a resume, so the run's curves are complete."""
-    import mlflow
-    from mlflow.entities import Metric
+    from sluice.tracking.runs import log_epoch_metrics
 
-    now = int(time.time() * 1000)
-    metrics = [
-        Metric(k, float(v), now, int(r["epoch"]))
-        for r in records
-        for k, v in r.items()
-        if k != "epoch"
-    ]
-    run_id = mlflow.active_run().info.run_id
-    client = mlflow.MlflowClient()
-    for i in range(0, len(metrics), 1000):  # MLflow's limit per batch
-        client.log_batch(run_id, metrics=metrics[i : i + 1000])
+    log_epoch_metrics(records)
 
 
 def calibrate(

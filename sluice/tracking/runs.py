@@ -101,3 +101,26 @@ def require_runs(run_ids: dict[str, str]) -> None:
             "(dvc repro --force train), or set MLFLOW_TRACKING_URI back to the store they were "
             "trained with (nothing was registered)"
         )
+
+
+def log_epoch_metrics(
+    records: list[dict[str, float]], extra: dict[str, float] | None = None
+) -> None:
+    """Per-epoch records (``{"epoch": n, name: value, ...}``) as metrics of the active run at
+    step ``n``, and ``extra`` values at step 0, in as few calls as MLflow allows."""
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    points = [
+        Metric(k, float(v), now, int(r["epoch"]))
+        for r in records
+        for k, v in r.items()
+        if k != "epoch"
+    ]
+    points += [Metric(k, float(v), now, 0) for k, v in (extra or {}).items()]
+    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
+    for i in range(0, len(points), 1000):  # MLflow's limit per batch
+        client.log_batch(run_id, metrics=points[i : i + 1000])

@@ -250,23 +250,14 @@ def log_trial(
 ) -> None:
     """The trial's per-epoch curve (batched), its validation scores and whether it was pruned."""
     import mlflow
-    from mlflow.entities import Metric
 
-    now = int(time.time() * 1000)
-    points = [
-        Metric(k, float(v), now, int(r["epoch"]))
-        for r in curve
-        for k, v in r.items()
-        if k != "epoch"
-    ]
+    from sluice.tracking.runs import log_epoch_metrics
+
     summary = {"epochs_run": len(curve), "trial_seconds": seconds}
     if scores is not None:
         summary |= {f"val_{k}": v for k, v in scores.items()}
         summary |= {"best_epoch": best_epoch, "best_val_loss": curve[best_epoch - 1]["val_loss"]}
-    points += [Metric(k, float(v), now, 0) for k, v in summary.items()]
-    client, run_id = mlflow.MlflowClient(), mlflow.active_run().info.run_id
-    for i in range(0, len(points), 1000):  # MLflow's limit per batch
-        client.log_batch(run_id, metrics=points[i : i + 1000])
+    log_epoch_metrics(curve, summary)
     pruned = scores is None
     mlflow.set_tags(
         {"sluice.pruned": str(pruned).lower(), "optuna.state": "PRUNED" if pruned else "COMPLETE"}

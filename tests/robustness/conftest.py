@@ -35,6 +35,10 @@ MESSY_PARAMS = {
 IGNORED_DIRS = {".git", "__pycache__", "tmp", "cache"}  # git, bytecode, .dvc/tmp, .dvc/cache
 
 
+# Training long enough to be interrupted mid-way (fault tests).
+LONG_TRAIN = {"train": {"epochs": 150, "patience": 150, "checkpoint_every": 3}}
+
+
 def messy_frame(n: int = 400, seed: int = 0) -> pd.DataFrame:
     """A raw table the way users have them (``n`` rows plus 5 % exact duplicates).
 

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from .conftest import (
+    LONG_TRAIN,
     checkpoints,
     copy_project,
     error_line,
@@ -28,8 +29,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-LONG_TRAIN = {"train": {"epochs": 150, "patience": 150, "checkpoint_every": 3}}
 
 
 def _long_training(prepared, dest):

@@ -16,6 +16,7 @@ import pytest
 from conftest import BIN
 
 from .conftest import (
+    LONG_TRAIN,
     checkpoints,
     copy_project,
     error_line,
@@ -27,8 +28,6 @@ from .conftest import (
 )
 
 pytestmark = pytest.mark.slow
-
-LONG_TRAIN = {"train": {"epochs": 150, "patience": 150, "checkpoint_every": 3}}
 
 
 class MlflowServer:
