@@ -128,6 +128,16 @@ def debugging() -> bool:
     return os.environ.get("SLUICE_DEBUG", "") not in ("", "0", "false")
 
 
+def _configure_logging() -> None:
+    """Log records as bare messages on stderr (through rich on a terminal, so that they print
+    above progress bars: :mod:`sluice.progress`), every handler masking URL passwords."""
+    from sluice.progress import log_handler
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", handlers=[log_handler()])
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_MaskSecrets())
+
+
 def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
     """Run ``main``; a SluiceError becomes ``error: <message>`` on stderr and exit code 1.
 
@@ -139,9 +149,7 @@ def report_errors(main: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(main)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-        for handler in logging.getLogger().handlers:
-            handler.addFilter(_MaskSecrets())
+        _configure_logging()
         try:
             with _sigterm_raises():
                 return main(*args, **kwargs)

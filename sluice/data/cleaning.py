@@ -25,6 +25,7 @@ from sluice.data.columns import (
 )
 from sluice.data.columns import quote as _q
 from sluice.errors import SluiceError
+from sluice.progress import track
 
 __all__ = ["DROP_REASONS", "FIX_REASONS", "clean_table", "describe_types", "feature_types"]
 
@@ -113,7 +114,7 @@ def typed_frame(
         col: type_column(
             df[col], col, declared.get(col), run.cfg.bad_values, run.source, run.report
         )
-        for col in features
+        for col in track(features, f"clean {run.source}: type columns", unit="columns")
     }
     columns[run.target] = as_text(df[run.target])
     return pd.DataFrame(columns, index=df.index)

@@ -16,12 +16,14 @@ import pandas as pd
 from sluice.config import BUILTIN_DATASETS, DataConfig
 from sluice.data.columns import quote as _q
 from sluice.errors import SluiceError
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
 TARGET = "target"
 _MAX_LISTED = 10
 _FIELDS_RE = re.compile(r"Expected (\d+) fields in line (\d+), saw (\d+)")
+BIG_FILE = 1 << 26  # bytes: reading a larger CSV shows its progress
 
 
 def load_builtin(name: str) -> pd.DataFrame:
@@ -82,7 +84,8 @@ def read_csv(path: str | Path, max_memory_gb: float | None = None) -> pd.DataFra
     _check_header(path)
     check_read_memory(path, max_memory_gb)
     try:
-        frame = pd.read_csv(path, low_memory=False)
+        with Phase(f"read {path.name}", show=path.stat().st_size > BIG_FILE):  # seconds
+            frame = pd.read_csv(path, low_memory=False)
     except pd.errors.EmptyDataError:
         raise SluiceError(f"{path} has no columns (the file is blank); add a header row") from None
     except pd.errors.ParserError as exc:
@@ -182,11 +185,14 @@ def _short_rows_by_bytes(path: Path, width: int, block: int = 1 << 26) -> bool:
     break that is not one, or one the csv module reads differently): the caller reads it then.
     UTF-8 continuation bytes are never ASCII, so counting bytes counts characters."""
     header_seen, line_no, carry = False, 0, b""
-    with path.open("rb") as handle:
+    size = path.stat().st_size
+    bar = Phase(f"check rows of {path.name}", size / 1e6, "MB", show=size > block)
+    with path.open("rb") as handle, bar:
         if handle.read(3) != b"\xef\xbb\xbf":  # a byte-order mark is not part of the header
             handle.seek(0)
         while True:
             chunk = handle.read(block)
+            bar.advance(len(chunk) / 1e6)
             data = carry + chunk
             if not chunk:  # the last line may lack its line break
                 data += b"\n" if data else b""
