@@ -37,6 +37,8 @@ from sklearn_compat.utils.validation import validate_data
 from torch import nn
 from torch.nn import functional as F
 
+from sluice.progress import track
+
 log = logging.getLogger(__name__)
 
 GUMBEL_TAU = 0.2  # CTGAN's temperature: close to one-hot, still differentiable
@@ -281,7 +283,7 @@ def _train(data: torch.Tensor, labels: torch.Tensor, n_classes: int, opts) -> _G
     counts = torch.bincount(labels, minlength=n_classes).double()
     weights = 1.0 / counts[labels]  # every class drawn equally often
     steps = opts.epochs * max(1, math.ceil(len(data) / opts.batch_size))
-    for _ in range(steps):
+    for _ in track(range(steps), "resample gan", unit="steps"):
         for _ in range(opts.critic_steps):
             real, cond, fake = _batch(data, labels, weights, gen, n_classes, opts)
             loss_c = critic(torch.cat([fake.detach(), cond], 1)).mean()

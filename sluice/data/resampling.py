@@ -11,6 +11,7 @@ import pandas as pd
 
 from sluice.data.smote import check_memory
 from sluice.errors import SluiceError
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,8 @@ def _resample_synthetic(
         )
     X = _fill_gaps(train[features], categorical)
     sampler = _make_sampler(method, k, seed, features, categorical)
-    X_new, y_new = sampler.fit_resample(X, train[target].to_numpy())
+    with Phase(f"resample {type(sampler).__name__}"):  # one call: a bar that counts seconds
+        X_new, y_new = sampler.fit_resample(X, train[target].to_numpy())
     keep = len(train) if method in APPENDING else 0  # imbalanced-learn puts the originals first
     out = pd.DataFrame(X_new[keep:], columns=features)
     for col in features:
@@ -191,24 +193,26 @@ def _smote(
     labels = train[target]
     counts = labels.value_counts()
     parts = [train]
-    for label in sorted(counts.index):
-        n_new = int(counts.max() - counts[label])
-        if not n_new:
-            continue
-        rows = train.loc[(labels == label).to_numpy()]
-        codes = np.empty((len(rows), len(categorical)), dtype=np.int64)
-        for j, c in enumerate(categorical):
-            found = levels[c].get_indexer(rows[c])
-            codes[:, j] = np.where(found < 0, len(levels[c]), found)  # a gap: the last code
-        values, new_codes = smote_class(
-            rows[numeric].fillna(medians).to_numpy(np.float64), codes, sizes, n_new, *knn
-        )
-        new = {c: values[:, i].astype(train[c].dtype) for i, c in enumerate(numeric)}
-        for j, c in enumerate(categorical):
-            decode = np.append(levels[c].to_numpy(dtype=object), np.nan)
-            new[c] = pd.Series(decode[new_codes[:, j]]).astype(train[c].dtype)
-        new[target] = pd.Series([label] * n_new, dtype=labels.dtype)
-        parts.append(pd.DataFrame(new)[list(train.columns)])
+    with Phase("resample smote", int((counts.max() - counts).sum()), "rows") as bar:
+        for label in sorted(counts.index):
+            n_new = int(counts.max() - counts[label])
+            if not n_new:
+                continue
+            bar.update(**{"class": label})
+            rows = train.loc[(labels == label).to_numpy()]
+            codes = np.empty((len(rows), len(categorical)), dtype=np.int64)
+            for j, c in enumerate(categorical):
+                found = levels[c].get_indexer(rows[c])
+                codes[:, j] = np.where(found < 0, len(levels[c]), found)  # a gap: the last code
+            values, new_codes = smote_class(
+                rows[numeric].fillna(medians).to_numpy(np.float64), codes, sizes, n_new, *knn, bar
+            )
+            new = {c: values[:, i].astype(train[c].dtype) for i, c in enumerate(numeric)}
+            for j, c in enumerate(categorical):
+                decode = np.append(levels[c].to_numpy(dtype=object), np.nan)
+                new[c] = pd.Series(decode[new_codes[:, j]]).astype(train[c].dtype)
+            new[target] = pd.Series([label] * n_new, dtype=labels.dtype)
+            parts.append(pd.DataFrame(new)[list(train.columns)])
     return pd.concat(parts, ignore_index=True)
 
 

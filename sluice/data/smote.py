@@ -28,6 +28,7 @@ import pandas as pd
 
 from sluice.data.memory import memory_budget
 from sluice.errors import SluiceError
+from sluice.progress import Phase
 
 CHUNK = 1 << 18  # new rows per chunk: bounds the (chunk, k, columns) neighbour arrays
 
@@ -41,6 +42,7 @@ def smote_class(
     seed: int,
     block: int = 0,
     cap: int = 0,
+    bar: Phase | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n_new`` synthetic rows of one class from its rows.
 
@@ -58,12 +60,14 @@ def smote_class(
         cap: a column of more categories than ``cap`` (besides its last code, the gap) has
             distance columns for its codes below ``cap`` only, which the caller gives to the
             most frequent categories; the other codes are all zeros there; 0: no cap.
+        bar: a phase counting new rows, advanced a chunk at a time (its ``search`` field
+            counts the neighbour search's blocks).
 
     Returns:
         (n_new, p) float64 values and (n_new, c) codes.
     """
     space = _distance_space(numeric, codes, n_categories, cap)
-    neighbours = _neighbours(space, k, block, seed)
+    neighbours = _neighbours(space, k, block, seed, bar)
     del space  # (n, width): the largest array here
     rng = np.random.RandomState(seed)  # imbalanced-learn's draws: base row and neighbour, step
     picks = rng.randint(low=0, high=neighbours.size, size=n_new)
@@ -79,6 +83,8 @@ def smote_class(
         new_numeric[part] = numeric[base] + steps[part, None] * gap
         for j in range(codes.shape[1]):
             new_codes[part, j] = _vote(codes[neighbours[base], j], votes)
+        if bar is not None:
+            bar.advance(len(base))
     return new_numeric, new_codes
 
 
@@ -210,8 +216,11 @@ def _distance_space(
     return space
 
 
-def _neighbours(space: np.ndarray, k: int, block: int, seed: int) -> np.ndarray:
-    """(n, k) positions of each row's ``k`` nearest other rows (within its block, if any)."""
+def _neighbours(
+    space: np.ndarray, k: int, block: int, seed: int, bar: Phase | None = None
+) -> np.ndarray:
+    """(n, k) positions of each row's ``k`` nearest other rows (within its block, if any;
+    ``bar``'s ``search`` field counts the blocks done)."""
     from sklearn.neighbors import NearestNeighbors
 
     n = len(space)
@@ -220,8 +229,11 @@ def _neighbours(space: np.ndarray, k: int, block: int, seed: int) -> np.ndarray:
         return index.kneighbors(space, return_distance=False)[:, 1:]
     neighbours = np.empty((n, k), dtype=np.int64)
     order = np.random.default_rng(seed).permutation(n)
-    for rows in np.array_split(order, -(-n // block)):
+    blocks = np.array_split(order, -(-n // block))
+    for i, rows in enumerate(blocks):
         neighbours[rows] = rows[_neighbours(space[rows], k, 0, seed)]
+        if bar is not None:
+            bar.update(search=f"{i + 1}/{len(blocks)} blocks")
     return neighbours
 
 

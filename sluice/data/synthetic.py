@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from sluice.progress import Phase
+
 FOLDS = 5
 TREES = 100
 MISSING = "__missing__"
@@ -66,15 +68,19 @@ def check_synthetic(
     real_part, fake_part = _matched_rows(same, synthetic, target, max_rows, rng)
     fake_sample = synthetic.iloc[_pick(len(synthetic), max_rows, rng)]
     real_sample = same.iloc[_pick(len(same), max_rows, rng)]
-    with threadpool_limits(1):  # BLAS threads on a busy machine slow small sklearn work down
-        auc = _detection_auc(encode(real_part[features]), encode(fake_part[features]), seed)
-        to_fake, to_real = _nearest(
-            encode(same[features]), encode(fake_sample[features]), encode(real_sample[features])
+    with Phase("check generated rows", 3, "checks") as bar:
+        with threadpool_limits(1):  # BLAS threads on a busy machine slow small sklearn work
+            auc = _detection_auc(encode(real_part[features]), encode(fake_part[features]), seed)
+            bar.advance()
+            to_fake, to_real = _nearest(
+                encode(same[features]), encode(fake_sample[features]), encode(real_sample[features])
+            )
+            bar.advance()
+        copies = np.isin(
+            _row_hashes(_as_objects(synthetic[features], categorical)),
+            _row_hashes(_as_objects(real[features], categorical)),
         )
-    copies = np.isin(
-        _row_hashes(_as_objects(synthetic[features], categorical)),
-        _row_hashes(_as_objects(real[features], categorical)),
-    )
+        bar.advance()
     return {
         "rows_generated": len(synthetic),
         "rows_compared": len(fake_part),
