@@ -43,6 +43,7 @@ from sluice.pipeline.runner import (
     calibrate,
     calibrate_logits,
 )
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,21 @@ class EnsembleTraining:
         mlflow.set_tag("sluice.ensemble", f"{self.folds} folds x {per_fold} seeds")
         results, parts, scores = [], [], []
         pool, y_pool, folds = self._pool(job) if self.folds > 1 else (None, None, [(None, None)])
-        for fold, (train_rows, held_out) in enumerate(folds):
-            fold_data, weights = data, job.settings.class_weights
-            if held_out is not None:
-                fold_data, weights = self._fold_arrays(job, pool, train_rows, held_out)
-            members = range(fold * per_fold, (fold + 1) * per_fold)
-            for i in members:
-                results.append(self._fit_member(job, i, nets[i], fold_data, weights, checkpoint))
-            if held_out is not None:
-                logits = _stacked_logits([nets[i] for i in members], fold_data[2])
-                parts.append((held_out, logits))
-                scores.append(_fold_scores(fold_data[3], logits, classes, fold))
+        with Phase(f"train {job.role}", len(nets), "members") as bar:
+            for fold, (train_rows, held_out) in enumerate(folds):
+                fold_data, weights = data, job.settings.class_weights
+                if held_out is not None:
+                    fold_data, weights = self._fold_arrays(job, pool, train_rows, held_out)
+                members = range(fold * per_fold, (fold + 1) * per_fold)
+                for i in members:
+                    results.append(
+                        self._fit_member(job, i, nets[i], fold_data, weights, checkpoint)
+                    )
+                    bar.advance()
+                if held_out is not None:
+                    logits = _stacked_logits([nets[i] for i in members], fold_data[2])
+                    parts.append((held_out, logits))
+                    scores.append(_fold_scores(fold_data[3], logits, classes, fold))
         if self.folds > 1:
             oof = stack_out_of_fold(parts, len(y_pool))
             fitted = calibrate_logits(oof, y_pool, classes, params.evaluate, "out_of_fold")
@@ -231,17 +236,15 @@ def _combined(net: torch.nn.Module, results: list[FitResult]) -> FitResult:
 
 
 class _MemberLogger:
-    """One member's per-epoch metrics as ``member<i>/<metric>`` (one batch per epoch) and a
-    progress bar."""
+    """One member's per-epoch metrics as ``member<i>/<metric>`` (one batch per epoch) and its
+    ``train <role> member <i>/<n>`` phase, with the loss and validation macro F1."""
 
     def __init__(self, role: str, index: int, members: int, epochs: int) -> None:
-        self.role, self.index, self.members, self.epochs = role, index, members, epochs
+        self.bar = Phase(f"train {role} member {index + 1}/{members}", epochs, "epochs")
+        self.index = index
 
     def __enter__(self):
-        from tqdm import tqdm
-
-        desc = f"train {self.role} member {self.index + 1}/{self.members}"
-        self.bar = tqdm(total=self.epochs, desc=desc, unit="epoch", leave=False)
+        self.bar.__enter__()
         return self
 
     def __call__(self, record: dict[str, float]) -> None:
@@ -250,10 +253,10 @@ class _MemberLogger:
         step = int(record["epoch"])
         metrics = {f"member{self.index}/{k}": v for k, v in record.items() if k != "epoch"}
         mlflow.log_metrics(metrics, step=step)
-        self.bar.update(1)
+        self.bar.update(step, loss=record["train_loss"], val_f1=record["val_f1_macro"])
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+        self.bar.__exit__(*exc)
 
 
 def plan_ensemble(

@@ -24,6 +24,7 @@ from sluice.errors import SluiceError
 from sluice.io import file_md5
 from sluice.model.pretrain import column_ids, normalized_texts, pretrain_text
 from sluice.model.training import FitSettings
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,8 @@ class PretrainPlan:
         ):
             mlflow.log_params({f"pretrain_{k}": v for k, v in self.summary().items()})
 
-            history = self.fit(net, settings, _log_epoch)
+            with Phase("pretrain", self.epochs, "epochs") as bar:
+                history = self.fit(net, settings, lambda record: _log_epoch(record, bar))
             seconds = time.perf_counter() - started
             mlflow.log_metric("pretrain_seconds", seconds)
         last = history[-1]
@@ -83,12 +85,14 @@ class PretrainPlan:
         )
 
 
-def _log_epoch(record: dict[str, float]) -> None:
-    """One epoch's perplexities into the nested run (step = epoch), and a log line."""
+def _log_epoch(record: dict[str, float], bar: Phase) -> None:
+    """One epoch's perplexities into the nested run (step = epoch), on the ``pretrain`` phase
+    and in a log line."""
     import mlflow
 
     step = int(record["epoch"])
     mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
+    bar.update(step, val_perplexity=record["pretrain_val_perplexity"])
     log.info(
         "pretrain epoch %d: perplexity %.1f, validation perplexity %.1f",
         step,

@@ -24,6 +24,7 @@ from sluice.model.inference import predict_logits
 from sluice.model.nets import count_parameters
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import FitResult, FitSettings, fit
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -256,30 +257,29 @@ def _write_outputs(
 
 
 class _EpochLogger:
-    """Send each epoch's metrics to MLflow in one batch and advance a progress bar."""
+    """Send each epoch's metrics to MLflow in one batch and advance the ``train <role>`` phase
+    (its bar shows the loss and validation macro F1)."""
 
     def __init__(self, role: str, epochs: int, logged: int = 0) -> None:
         self.role, self.epochs = role, epochs
         self.logged = logged  # epochs already in the run (an earlier attempt's): not again
+        self.bar = Phase(f"train {role}", epochs, "epochs")
 
     def __enter__(self):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=self.epochs, desc=f"train {self.role}", unit="epoch", leave=False)
+        self.bar.__enter__()
         return self
 
     def __call__(self, record: dict[str, float]) -> None:
         import mlflow
 
         step = int(record["epoch"])
-        self.bar.update(1)
+        self.bar.update(step, loss=record["train_loss"], val_f1=record["val_f1_macro"])
         if step <= self.logged:
             return
         mlflow.log_metrics({k: v for k, v in record.items() if k != "epoch"}, step=step)
-        self.bar.set_postfix(loss=f"{record['train_loss']:.3f}", f1=f"{record['val_f1_macro']:.3f}")
 
     def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+        self.bar.__exit__(*exc)
 
 
 def _log_dataset(path: Path, md5: str, df: pd.DataFrame, target: str, context: str) -> None:

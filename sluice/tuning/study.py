@@ -13,6 +13,7 @@ import warnings
 
 from sluice.config import Params
 from sluice.errors import SluiceError
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,17 @@ def optimize(study, objective, params: Params) -> None:
     left = params.tune.trials - len(study.get_trials(deepcopy=False, states=finished))
     if left <= 0:
         return
-    study.optimize(
-        objective,
-        n_trials=left,
-        timeout=params.tune.timeout or None,
-        callbacks=[MaxTrialsCallback(params.tune.trials, states=finished), _log_trial],
-    )
+    with Phase("tune", left, "trials") as bar:
+        study.optimize(
+            objective,
+            n_trials=left,
+            timeout=params.tune.timeout or None,
+            callbacks=[
+                MaxTrialsCallback(params.tune.trials, states=finished),
+                _log_trial,
+                lambda study, trial: _advance(bar, study, params.tune.metric),
+            ],
+        )
     done = len(study.get_trials(deepcopy=False, states=finished))
     if done < params.tune.trials:
         log.warning(
@@ -126,6 +132,15 @@ def optimize(study, objective, params: Params) -> None:
             done,
             params.tune.trials,
         )
+
+
+def _advance(bar: Phase, study, metric: str) -> None:
+    """One more trial on the ``tune`` phase, with the best ``metric`` so far (none yet while
+    every trial was pruned or failed)."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    bar.advance(**({f"best_{metric}": study.best_value} if done else {}))
 
 
 def _log_trial(study, trial) -> None:

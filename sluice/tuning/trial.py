@@ -28,6 +28,7 @@ from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import fit, predict_proba
 from sluice.pipeline.runner import fit_settings
+from sluice.progress import Phase
 from sluice.tuned import apply_tuned
 from sluice.tuning.data import TuneData
 from sluice.tuning.space import suggest_choice
@@ -116,7 +117,7 @@ class Objective:
             mlflow.log_params({**number, **flatten(choice)})
             try:
                 scores, best_epoch, folds = self._train(
-                    trial, apply_tuned(self.params, choice), curve
+                    trial, apply_tuned(self.params, choice), curve, f"tune {run_name}"
                 )
             except optuna.TrialPruned:
                 scores, best_epoch, folds = None, 0, []
@@ -134,18 +135,24 @@ class Objective:
         }
 
     def _train(
-        self, trial: optuna.Trial, p: Params, curve: list[dict[str, float]]
+        self,
+        trial: optuna.Trial,
+        p: Params,
+        curve: list[dict[str, float]],
+        label: str = "tune trial",
     ) -> tuple[dict[str, float], int, list[float]]:
         """The held-out scores of the trial's best epoch (means over the parts), that epoch
-        (the first part's), and each part's ``tune.metric``."""
+        (the first part's), and each part's ``tune.metric``; ``label`` names its phase."""
         sign = 1.0 if p.tune.metric == "log_loss" else -1.0  # the study's direction
         runs, best_epoch = [], 0
-        for part in range(len(self.data.parts)):
-            kept = curve if part == 0 else None
-            report = _Reporter(trial, sign, kept, offset=part * p.train.epochs)
-            scores, epoch = self._train_part(part, p, report)
-            runs.append(scores)
-            best_epoch = best_epoch or epoch
+        parts = len(self.data.parts)
+        with Phase(label, parts * p.train.epochs, "epochs") as bar:
+            for part in range(parts):
+                kept = curve if part == 0 else None
+                report = _Reporter(trial, sign, kept, offset=part * p.train.epochs, bar=bar)
+                scores, epoch = self._train_part(part, p, report)
+                runs.append(scores)
+                best_epoch = best_epoch or epoch
         means = {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
         return means, best_epoch, [r[self.metric] for r in runs]
 
@@ -218,12 +225,16 @@ class _Reporter:
         sign: float,
         curve: list[dict[str, float]] | None,
         offset: int = 0,
+        bar: Phase | None = None,
     ):
         self.trial, self.sign, self.curve, self.offset = trial, sign, curve, offset
+        self.bar = bar  # the trial's phase: epochs of all its parts
 
     def __call__(self, record: dict[str, float]) -> None:
         if self.curve is not None:
             self.curve.append(record)
+        if self.bar is not None:
+            self.bar.update(self.offset + int(record["epoch"]), val_loss=record["val_loss"])
         self.trial.report(self.sign * record["val_loss"], self.offset + int(record["epoch"]))
         if self.trial.should_prune():
             raise optuna.TrialPruned()
