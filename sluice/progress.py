@@ -161,12 +161,17 @@ class Phase:
         if self.total is None and not self.completed:
             return ""
         total = "" if self.total is None else f"/{_amount(self.total)}"
-        return f"{_amount(self.completed)}{total} {self.unit}".rstrip()
+        return f"{_amount(self.completed)}{total} {self._unit()}".rstrip()
+
+    def _unit(self) -> str:
+        """``1 epoch``, ``2 epochs``: the unit as given, singular for one."""
+        one = self.total == 1 or (self.total is None and self.completed == 1)
+        return self.unit[:-1] if one and self.unit.endswith("s") else self.unit
 
     def _line(self, start: bool = False, end: bool = False, failed: bool = False) -> str:
         """One plain line: the phase, then its counts, time and fields."""
         if start:
-            planned = "" if self.total is None else f", {_amount(self.total)} {self.unit}"
+            planned = "" if self.total is None else f", {_amount(self.total)} {self._unit()}"
             return f"{self.description}: started{planned}".rstrip()
         elapsed = time.monotonic() - self._started
         counts = self._counts()
