@@ -21,6 +21,7 @@ from sluice.data.datasets import decode_error_message
 from sluice.errors import SluiceError
 from sluice.io import atomic_path
 from sluice.model.bundle import PREDICTED, Classifier
+from sluice.progress import Phase
 
 log = logging.getLogger(__name__)
 
@@ -61,19 +62,16 @@ def predict_csv(
         output_path: CSV to write (atomically).
         chunk_size: rows read and scored at a time.
         keep: input columns copied to the output first (e.g. an id column).
-        progress: show a progress bar (rows) on stderr.
+        progress: show the rows scored on stderr (a bar on a terminal, else log lines).
 
     Raises:
         SluiceError: unreadable input, missing feature or ``keep`` columns (named), bad values.
     """
-    from tqdm import tqdm
-
     input_path = Path(input_path)
     _check_columns(classifier, input_path, keep)
     rows = 0
     with atomic_path(output_path) as tmp, tmp.open("w", newline="") as fh:
-        bar = tqdm(desc="predict", unit="rows", unit_scale=True, disable=not progress, leave=False)
-        with bar:
+        with Phase(f"predict {input_path.name}", unit="rows", show=progress) as bar:
             for chunk in _chunks(classifier, input_path, keep, chunk_size):
                 if chunk.empty:  # a header-only file still yields one empty chunk
                     continue
@@ -82,7 +80,7 @@ def predict_csv(
                     fh, header=rows == 0, index=False
                 )
                 rows += len(chunk)
-                bar.update(len(chunk))
+                bar.advance(len(chunk))
         if rows == 0:
             pd.DataFrame(columns=output_columns(classifier, keep)).to_csv(fh, index=False)
     log.debug("scored %d rows of %s into %s", rows, input_path, output_path)

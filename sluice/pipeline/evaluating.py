@@ -36,6 +36,7 @@ from sluice.io import write_json, write_table
 from sluice.model.bundle import Classifier
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.pipeline.publish import log_reference, publish, summary
+from sluice.progress import Phase, track
 
 log = logging.getLogger(__name__)
 
@@ -105,14 +106,15 @@ def run_evaluation(
     probs = score_test_split(models, fitted, frames["test"])
     results = {
         role: evaluate_predictions(y["test"], prob, classes, n_boot, seed)
-        for role, prob in probs.items()
+        for role, prob in track(probs.items(), "evaluate: bootstrap", unit="models")
     }
     add_calibration(results, models, probs, frames["test"], y["test"])
     for role, clf in models.items():  # measured after training; shown in the summary
         results[role]["cost"] = clf.spec.get("cost")
     best = probs[selection["role"]]
     selection["vs_references"] = {
-        kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed) for kind in fitted
+        kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed)
+        for kind in track(fitted, "evaluate: challenger vs references", unit="references")
     } | {kind: skipped_comparison(reason) for kind, reason in skipped.items()}
     tags = run_tags("evaluate")
     for kind, model in fitted.items():
@@ -126,11 +128,17 @@ def score_test_split(
 ) -> dict[str, np.ndarray]:
     """role -> (n, K) test probabilities: the models, then the references (which see the base
     model's preprocessed features, and raw texts, as they did in training)."""
-    probs = {role: clf.predict_proba(test, _source("test")) for role, clf in models.items()}
-    if references:
-        n_classes = len(models["base"].classes)
-        X_test = reference_features(models["base"].preprocessor, test, _source("test"))
-        probs |= {k: reference_proba(m, X_test, n_classes) for k, m in references.items()}
+    with Phase("evaluate: predictions", len(models) + len(references), "models") as bar:
+        probs = {}
+        for role, clf in models.items():
+            probs[role] = clf.predict_proba(test, _source("test"))
+            bar.advance()
+        if references:
+            n_classes = len(models["base"].classes)
+            X_test = reference_features(models["base"].preprocessor, test, _source("test"))
+            for kind, model in references.items():
+                probs[kind] = reference_proba(model, X_test, n_classes)
+                bar.advance()
     return probs
 
 
@@ -254,7 +262,7 @@ def fit_references(
     X_train = reference_features(preprocessor, train, _source("train"))
     n_text = len(preprocessor.text_columns)
     fitted = {}
-    for kind in kinds:
+    for kind in track(kinds, "evaluate: fit references", unit="models"):
         fitted[kind] = fit_reference(kind, X_train, y_train, seed, n_text)
         log.info("reference %s fitted on %d rows", kind, len(X_train))
     return fitted
