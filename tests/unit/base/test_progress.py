@@ -6,6 +6,7 @@ import io
 import logging
 import os
 import pty
+import select
 import subprocess
 import sys
 
@@ -174,14 +175,12 @@ main()
         stderr=follower, env={**env, "TERM": "xterm"},
     )  # fmt: skip
     os.close(follower)
-    shown = b""
-    while True:
+    shown, data = b"", b"-"
+    while data and select.select([leader], [], [], 60)[0]:  # nothing for 60 s: a hang
         try:
             data = os.read(leader, 4096)
         except OSError:  # the pseudo-terminal closed: the process is gone
-            break
-        if not data:
-            break
+            data = b""
         shown += data
     os.close(leader)
     assert proc.wait(timeout=60) == 0, shown.decode(errors="replace")
