@@ -37,6 +37,21 @@ FAST_PARAMS = {
 }
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadscope`` over the units of tests/scheduling.py (shared fixtures built once)."""
+    from scheduling import UnitScheduling
+
+    return UnitScheduling(config, log) if config.option.dist == "loadscope" else None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest units first, the same order on every worker (tests/scheduling.py)."""
+    from scheduling import order
+
+    order(items)
+
+
 def fit_settings(**overrides):
     """Training-loop settings for small unit tests: AdamW at 0.01, no schedule, 30 epochs that
     early stopping does not cut short, seed 0; ``overrides`` change any of them."""

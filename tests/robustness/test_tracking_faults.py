@@ -48,6 +48,7 @@ class MlflowServer:
         cmd += ["--artifacts-destination", str(self.home / "artifacts"), "--workers", "1"]
         log = open(self.home / "server.log", "a")  # noqa: SIM115 (the server's, until killed)
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+        env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"  # as sluice's server: no job runner
         self.proc = subprocess.Popen(
             cmd, cwd=self.home, stdout=log, stderr=log, env=env, start_new_session=True
         )
