@@ -32,7 +32,7 @@ FAST_PARAMS = {
     "finetune": {"epochs": 2, "patience": 2},
     # Tests of tuning set their own budget; their small tables are cross-validated in 2 folds.
     "tune": {"trials": 0, "cv_folds": 2},
-    "evaluate": {"bootstrap": 50},
+    "evaluate": {"bootstrap": 50, "reference": ["logreg"]},  # both: pipeline_checks.py
     "promote": {"bootstrap": 100},
 }
 

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 HEADLINE = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc", "pr_auc", "log_loss")
 MODELS = ("base", "finetuned")
-REFERENCES = ("logreg", "hgb")  # params.yaml evaluate.reference
+REFERENCES = ("logreg", "hgb")  # params.yaml evaluate.reference (tests/conftest.py: logreg)
 ROLES = (*MODELS, *REFERENCES)
 VERDICTS = {"worse", "better", "no clear difference", "undefined"}
 
@@ -51,7 +51,8 @@ def check_family_serves(project, family: str) -> None:
 
 def run_pipeline(tmp_path_factory, dataset: str) -> tuple[Project, str]:
     """One full pipeline run on a built-in dataset, shared by the checks below."""
-    project = make_project(tmp_path_factory.mktemp(dataset) / "proj", {"data": {"name": dataset}})
+    params = {"data": {"name": dataset}, "evaluate": {"reference": list(REFERENCES)}}
+    project = make_project(tmp_path_factory.mktemp(dataset) / "proj", params)
     result = project.run("dvc", "repro")
     return project, result.stdout + result.stderr
 

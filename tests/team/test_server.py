@@ -122,7 +122,7 @@ def test_the_pipeline_is_one_parent_run_with_its_runs_nested(pipeline, admin):
     ]
     assert EXECUTION_TAG in parent.data.tags and parent.info.status == "FINISHED"
     nested = {r.info.run_name: r for r in runs if r.data.tags.get(PARENT_TAG) == parent.info.run_id}
-    assert set(nested) == {"base", "finetuned", "logreg", "hgb"}
+    assert set(nested) == {"base", "finetuned", "logreg"}
     registered = pipeline.read_json("reports/registered.json")
     role = registered["challenger"]["role"]
     assert parent.data.metrics["test_roc_auc"] == nested[role].data.metrics["test_roc_auc"]
