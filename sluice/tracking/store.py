@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from sluice.errors import SluiceError, add_translator
+from sluice.tracking.sqlite import sqlite_path, store_refused
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +73,11 @@ def use_store() -> str:
     uri = tracking_uri()
     check_reachable(uri)
     add_translator(_lost_server)
+    add_translator(store_refused)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     _open_sqlite_store(uri)
     return uri
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:`` URI (None for any other store)."""
-    if not uri.startswith("sqlite:"):
-        return None
-    from sqlalchemy.engine import make_url
-
-    database = make_url(uri).database
-    return Path(database) if database and database != ":memory:" else None
 
 
 def _open_sqlite_store(uri: str) -> None:

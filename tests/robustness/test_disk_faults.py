@@ -117,3 +117,21 @@ def test_an_output_folder_that_is_a_file_is_refused_before_training(prepared, tm
         "move it away, then re-run"
     )
     assert "train base" not in proc.stderr and not checkpoints(project)
+
+
+def test_a_full_disk_under_the_sqlite_store_is_one_line_naming_it(prepared, tmp_path, can_mount):
+    if not can_mount:
+        pytest.skip("needs a mount namespace (unshare -rm) for a small tmpfs")
+    project = copy_project(prepared, tmp_path / "proj")
+    store = project.path / "store" / "mlflow.db"
+    project.env = {**project.env, "MLFLOW_TRACKING_URI": f"sqlite:///{store}"}
+    # 64 KiB: too small for MLflow's tables, so SQLite refuses as the store is created.
+    proc, _ = run_on_tmpfs(project, "store", "size=64k", "python", "-m", "stages.train")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr
+    assert error_line(proc) == (
+        f"error: cannot write the MLflow store {store}: the disk is full (SQLITE_FULL); "
+        "free space on that disk, then re-run the stage (a run it left RUNNING is then "
+        "marked FAILED)"
+    )
+    assert not (project.path / "models" / "base").exists() and not checkpoints(project)
