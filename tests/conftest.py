@@ -32,7 +32,12 @@ FAST_PARAMS = {
     "finetune": {"epochs": 2, "patience": 2},
     # Tests of tuning set their own budget; their small tables are cross-validated in 2 folds.
     "tune": {"trials": 0, "cv_folds": 2},
-    "evaluate": {"bootstrap": 50, "reference": ["logreg"]},  # both: pipeline_checks.py
+    # One reference (pipeline_checks.py fits both); the fewest timed calls for a model's cost.
+    "evaluate": {
+        "bootstrap": 50,
+        "reference": ["logreg"],
+        "latency_repeats": {"b1": 5, "b1024": 3},
+    },
     "promote": {"bootstrap": 100},
 }
 
