@@ -137,6 +137,8 @@ def _study_in_a_run(params: Params, name: str, objective) -> None:
     fail_stale_runs(experiment_id, "tune")
     torch.set_num_threads(params.train.threads)
     study = new_study(params, name)
+    if not study.get_trials(deepcopy=False):  # a fresh study tries params.yaml's values first
+        study.enqueue_trial(objective.default_point())
     tags = {**run_tags("tune"), "sluice.study": name}
     started = time.perf_counter()
     with mlflow.start_run(experiment_id=experiment_id, run_name="tune", tags=tags) as run:

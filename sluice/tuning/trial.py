@@ -31,7 +31,7 @@ from sluice.pipeline.runner import fit_settings
 from sluice.progress import Phase
 from sluice.tuned import apply_tuned
 from sluice.tuning.data import TuneData
-from sluice.tuning.space import suggest_choice
+from sluice.tuning.space import default_point, suggest_choice
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,10 @@ class Objective:
         if scored is None:
             raise optuna.TrialPruned(f"pruned at epoch {trial.user_attrs['epochs_run']}")
         return scored["scores"][self.metric]
+
+    def default_point(self) -> dict[str, Any]:
+        """params.yaml's values as the study's first point (``space.default_point``)."""
+        return default_point(self.space, self.families, self.params, self.default_arch)
 
     def score_defaults(self) -> list[dict[str, Any]]:
         """params.yaml's own values, once per model family the study searches (on a table with

@@ -8,6 +8,7 @@ from sluice.config import Params
 from sluice.errors import SluiceError
 from sluice.tuned import apply_tuned
 from sluice.tuning.space import (
+    default_point,
     imbalance_values,
     study_families,
     study_space,
@@ -232,3 +233,39 @@ def test_the_text_families_are_the_model_layers():
     from sluice.model.nets import TEXT_ARCHS
 
     assert TEXT_FAMILIES == TEXT_ARCHS
+
+
+def test_the_first_point_of_a_study_is_params_own_values_where_the_space_holds_them():
+    params = params_with(
+        {"space": {"width": [8, 64], "batch_size": [32, 128]}},
+        train={"model": "mlp", "hidden": [48, 16], "lr": 0.5, "batch_size": 64},
+        resample={"method": "none", "class_weights": True},
+    )
+    space = params.tune.space
+    point = default_point(space, ["tabm", "mlp"], params, "tabm")
+    # lr 0.5 is above the range and batch size 64 not a choice: the sampler draws them.
+    assert point == {
+        "model": "mlp",
+        "dropout": 0.3,
+        "weight_decay": 0.0005,
+        "width": 48,
+        "depth": 2,
+        "imbalance": "class_weights",
+    }
+    choice = suggest_choice(fixed(**point, lr=0.001, batch_size=32), space, ["mlp"], params, "x")
+    assert choice["train"]["hidden"] == [48, 48] and choice["resample"]["class_weights"]
+    # train.model auto (or a family the study leaves out) starts from the study's default.
+    auto = params_with(train={"model": "auto"}, resample={"method": "random_over"})
+    first = default_point(auto.tune.space, ["tabm", "mlp"], auto, "tabm")
+    assert first["model"] == "tabm" and first["imbalance"] == "random_over"
+
+
+def test_a_text_study_starts_from_params_text_values_and_never_from_a_refused_sampler():
+    params = params_with(
+        {"space": {"model": ["ngram"], "buckets": [65536, 262144]}},
+        resample={"method": "smote"},
+    )
+    space, _ = study_space(params.tune.space, {"t": "text"}, False)
+    point = default_point(space, ["ngram"], params, "ngram")
+    assert point["model"] == "ngram" and point["buckets"] == 262144
+    assert {"max_len", "embedding"} <= set(point) and "imbalance" not in point
