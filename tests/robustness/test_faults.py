@@ -1,6 +1,6 @@
 """Faults during the real pipeline: Ctrl-C, kill -9 and SIGTERM in the middle of training, and a
 tracking server that is down. Each starts from a copy of a project whose clean, split and
-resample stages are done, with training long enough (hundreds of quick epochs) to be hit.
+resample stages are done, with training long enough (80 quick epochs) to be hit.
 """
 
 from __future__ import annotations
