@@ -15,6 +15,7 @@ from sluice.config import Params
 from sluice.evaluation import plots
 from sluice.evaluation.scoring import HEADLINE
 from sluice.model.bundle import Classifier
+from sluice.progress import track
 from sluice.tracking.registry_io import log_bundle_model, register
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def publish(
     # A reopened run belongs to this process now (stale-run cleanup looks at these tags).
     owner = {k: v for k, v in tags.items() if k.startswith("sluice.")}
     logged = {}
-    for role, clf in models.items():
+    for role, clf in track(models.items(), "evaluate: log to MLflow", unit="models"):
         with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
             log_evaluation(role, results[role], clf.classes)
             if role == selection["role"] and selection.get("vs_references"):
@@ -107,7 +108,7 @@ def _register_all(
 
     name, versions, created = params.registry.model_name, {}, []
     try:
-        for role, clf in models.items():
+        for role, clf in track(models.items(), "evaluate: register", unit="models"):
             m = results[role]["metrics"]
             tags = {
                 "sluice.role": role,
