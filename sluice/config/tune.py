@@ -114,7 +114,9 @@ class TuneSpace(Section):
 
 class TuneConfig(Section):
     trials: between(int, 0, 1_000_000) = 20
-    """Budget: trials to run (0: skip the study, params.yaml is used as it is)."""
+    """Budget: trials to run (0: skip the study, params.yaml is used as it is). A fresh
+    study's first trial is params.yaml's own values (where the space holds them), so the
+    hand-set configuration is always a candidate."""
     timeout: between(float, 0.0, 1e7) = 600.0
     """Seconds after which no new trial starts (0: none); a study the timeout stops chose by
     this machine's speed (reports/tune.json says `timed_out`): raise it or lower `trials` to
