@@ -14,11 +14,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from sluice.errors import SluiceError, write_errno, write_failure
+
+if TYPE_CHECKING:  # pandas loads where tables are read or written, not in every stage's start
+    import pandas as pd
 
 
 @contextmanager
@@ -208,13 +209,17 @@ def write_table(path: str | Path, frame: pd.DataFrame) -> None:
         else:
             # Dictionary encoding only where values repeat: on float columns it is tried, found
             # useless and dropped, which nearly doubles the time to write a large table.
-            floats = {c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])}
+            from pandas.api.types import is_float_dtype
+
+            floats = {c for c in frame.columns if is_float_dtype(frame[c])}
             dictionary = [str(c) for c in frame.columns if c not in floats]
             frame.to_parquet(tmp, index=False, use_dictionary=dictionary)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read a table written by :func:`write_table`."""
+    import pandas as pd
+
     path = _existing(path)
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
