@@ -24,7 +24,7 @@ TUNE_IMBALANCE = (
     *(m for m in RESAMPLE_METHODS if m not in ("none", "gan")),
 )
 # Bounds of each [low, high] range in tune.space (log-scale ranges start above zero).
-_TUNE_RANGES = {
+TUNE_RANGES = {
     "width": (1, 1_000_000),
     "depth": (1, 64),
     "dropout": (0.0, 0.95),
@@ -101,7 +101,7 @@ class TuneSpace(Section):
 
     @model_validator(mode="after")
     def _ranges_and_choices(self) -> TuneSpace:
-        for key, (low, high) in _TUNE_RANGES.items():
+        for key, (low, high) in TUNE_RANGES.items():
             value = getattr(self, key)
             if value is not None and not (len(value) == 2 and low <= value[0] <= value[1] <= high):
                 _bad(f"tune.space.{key}", value, f"give [low, high] within {low:g}..{high:g}")

@@ -13,7 +13,7 @@ import logging
 from typing import Any, Protocol
 
 from sluice.config import Params, TuneSpace
-from sluice.config.tune import TEXT_FAMILIES
+from sluice.config.tune import TEXT_FAMILIES, TUNE_RANGES
 from sluice.data.resampling import TEXT_METHODS
 from sluice.errors import SluiceError
 
@@ -177,7 +177,7 @@ def default_point(
         allowed = families if name == "model" else getattr(space, name, None)
         if allowed is None:
             continue  # not searched
-        if _holds(allowed, value, ranged=name in _RANGES):
+        if _holds(allowed, value, ranged=name in TUNE_RANGES):
             point[name] = value
     return point
 
@@ -188,13 +188,6 @@ def _holds(allowed: list, value: Any, ranged: bool) -> bool:
         return value in allowed
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     return numeric and allowed[0] <= value <= allowed[1]
-
-
-# Keys of tune.space that are [low, high] ranges (the others are lists of choices).
-_RANGES = (
-    "width", "depth", "dropout", "weight_decay", "lr", "embedding", "text_hidden",
-    "text_layers", "max_len",
-)  # fmt: skip
 
 
 def suggest_text(trial: Trial, space: TuneSpace, arch: str) -> dict[str, Any]:
