@@ -8,8 +8,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from sluice import paths
+from sluice.atomic import check_writable
 from sluice.errors import report_errors
-from sluice.io import check_writable
 
 PIPELINE_FILE = Path("dvc.yaml")
 TRAINING_STAGES = ("train", "finetune")  # they also keep checkpoints (paths.CHECKPOINTS)

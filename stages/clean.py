@@ -3,6 +3,7 @@
 import logging
 
 from sluice import paths
+from sluice.atomic import outputs_together
 from sluice.config import load_params
 from sluice.data.cleaning import clean_table, describe_types
 from sluice.data.datasets import load_raw
@@ -21,8 +22,9 @@ def main() -> None:
         raw, target, params.clean, params.data.columns, source=params.data.source
     )
     report["target"] = target
-    write_table(paths.CLEAN, cleaned)
-    write_json(paths.CLEAN_REPORT, report)
+    with outputs_together():  # both or neither
+        write_table(paths.CLEAN, cleaned)
+        write_json(paths.CLEAN_REPORT, report)
     log.info(
         "clean: %d -> %d rows, dropped %s",
         report["rows_in"],

@@ -3,6 +3,7 @@
 import logging
 
 from sluice import paths
+from sluice.atomic import outputs_together
 from sluice.data.columns import feature_types
 from sluice.data.resampling import resample
 from sluice.data.synthetic import check_generated
@@ -40,8 +41,9 @@ def main() -> None:
     check = check_generated(train, out, info, target, types, cfg.check_rows, params.seed)
     if check is not None:
         info["synthetic"] = check
-    write_table(paths.RESAMPLED, out)
-    write_json(paths.RESAMPLE_REPORT, info)
+    with outputs_together():  # both or neither
+        write_table(paths.RESAMPLED, out)
+        write_json(paths.RESAMPLE_REPORT, info)
     log.info("resample %s: %s -> %s", info["method"], info["counts_before"], info["counts_after"])
     if check is not None:
         log.info(

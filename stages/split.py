@@ -3,6 +3,7 @@
 import logging
 
 from sluice import paths
+from sluice.atomic import outputs_together
 from sluice.config import load_params
 from sluice.data.splitting import cut_long_tail, sorted_labels, stratified_split
 from sluice.errors import report_errors
@@ -24,13 +25,15 @@ def main() -> None:
         classes = sorted_labels(df[target])
         train = cut_long_tail(train, target, classes, params.data.imbalance_factor, params.seed)
     counts = {}
-    for name, part in (("train", train), ("val", val), ("test", test)):
-        write_table(paths.SPLITS[name], part)
-        counts[name] = {str(k): int(v) for k, v in part[target].value_counts().sort_index().items()}
-    write_json(
-        paths.SPLIT_REPORT,
-        {"rows": {k: sum(v.values()) for k, v in counts.items()}, "class_counts": counts},
-    )
+    with outputs_together():  # new splits all together, never beside old ones
+        for name, part in (("train", train), ("val", val), ("test", test)):
+            write_table(paths.SPLITS[name], part)
+            values = part[target].value_counts().sort_index()
+            counts[name] = {str(k): int(v) for k, v in values.items()}
+        write_json(
+            paths.SPLIT_REPORT,
+            {"rows": {k: sum(v.values()) for k, v in counts.items()}, "class_counts": counts},
+        )
     log.info("split: train %d, val %d, test %d rows", len(train), len(val), len(test))
 
 

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sluice.atomic import atomic_path
 from sluice.data.datasets import decode_error_message
 from sluice.errors import SluiceError
-from sluice.io import atomic_path
 from sluice.model.bundle import PREDICTED, Classifier
 from sluice.progress import Phase
 

@@ -34,8 +34,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sluice.atomic import atomic_dir
 from sluice.errors import SluiceError
-from sluice.io import atomic_dir, file_sha256
+from sluice.io import file_sha256
 from sluice.model.ensemble import build_model
 from sluice.model.inference import predict_proba
 from sluice.model.preprocess import Preprocessor

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from sluice import paths
+from sluice.atomic import outputs_together
 from sluice.config import Params
 from sluice.data.columns import as_text
 from sluice.evaluation.calibration import calibration_scores, decision_scores, reliability_bins
@@ -272,18 +273,18 @@ def write_reports(evaluation: Evaluation, model_name: str) -> None:
     """Metrics JSON, plot data for `dvc metrics` / `dvc plots` (deterministic content), and
     what was registered, with the challenger and its comparisons with the references."""
     results = evaluation.results
-    write_json(paths.METRICS, {role: r["metrics"] for role, r in results.items()})
-    for role, r in results.items():
-        write_json(paths.PLOTS / f"roc_{role}.json", _points(r["roc"], ("fpr", "tpr")))
-        write_json(paths.PLOTS / f"pr_{role}.json", _points(r["pr"], ("recall", "precision")))
-        write_table(paths.PLOTS / f"confusion_{role}.csv", pd.DataFrame(r["confusion"]))
-        write_json(paths.PLOTS / f"reliability_{role}.json", r["reliability"])
-        if "reliability_uncalibrated" in r:
-            write_json(
-                paths.PLOTS / f"reliability_{role}_uncalibrated.json", r["reliability_uncalibrated"]
-            )
-    registered = {"model_name": model_name, "versions": evaluation.versions}
-    write_json(paths.REGISTERED, {**registered, "challenger": evaluation.selection})
+    with outputs_together():  # all of them or none
+        write_json(paths.METRICS, {role: r["metrics"] for role, r in results.items()})
+        for role, r in results.items():
+            write_json(paths.PLOTS / f"roc_{role}.json", _points(r["roc"], ("fpr", "tpr")))
+            write_json(paths.PLOTS / f"pr_{role}.json", _points(r["pr"], ("recall", "precision")))
+            write_table(paths.PLOTS / f"confusion_{role}.csv", pd.DataFrame(r["confusion"]))
+            write_json(paths.PLOTS / f"reliability_{role}.json", r["reliability"])
+            if "reliability_uncalibrated" in r:
+                uncalibrated = r["reliability_uncalibrated"]
+                write_json(paths.PLOTS / f"reliability_{role}_uncalibrated.json", uncalibrated)
+        registered = {"model_name": model_name, "versions": evaluation.versions}
+        write_json(paths.REGISTERED, {**registered, "challenger": evaluation.selection})
 
 
 def _source(name: str) -> str:

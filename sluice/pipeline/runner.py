@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from sluice import paths
+from sluice.atomic import outputs_together
 from sluice.config import EvaluateConfig, Params, TrainConfig, flatten
 from sluice.evaluation import calibration
 from sluice.io import file_md5, write_table
@@ -240,20 +241,18 @@ def _write_outputs(
     job: TrainingJob, result: FitResult, run_id: str, train_md5: str, fitted: dict[str, dict]
 ) -> None:
     """The bundle (best weights, spec with calibration and decision, lineage), then the
-    per-epoch history; both atomic."""
+    per-epoch history; both or neither."""
     lineage = {"run_id": run_id, "train_data_md5": train_md5}
-    save_bundle(
-        paths.MODELS[job.role],
-        job.net,
-        {
-            **job.spec,
-            **fitted,
-            "role": job.role,
-            "best_epoch": result.best_epoch,
-            "lineage": {**job.spec.get("lineage", {}), **lineage},
-        },
-    )
-    write_table(paths.TRAIN_HISTORY[job.role], pd.DataFrame(result.history))
+    spec = {
+        **job.spec,
+        **fitted,
+        "role": job.role,
+        "best_epoch": result.best_epoch,
+        "lineage": {**job.spec.get("lineage", {}), **lineage},
+    }
+    with outputs_together():
+        save_bundle(paths.MODELS[job.role], job.net, spec)
+        write_table(paths.TRAIN_HISTORY[job.role], pd.DataFrame(result.history))
 
 
 class _EpochLogger:

@@ -16,9 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from sluice.atomic import atomic_path, outputs_together
 from sluice.config import Params
 from sluice.config.tune import TEXT_FAMILIES
-from sluice.io import atomic_path, write_json
+from sluice.io import write_json
 from sluice.tuned import TUNED_PATH, TUNED_SECTIONS
 
 log = logging.getLogger(__name__)
@@ -75,16 +76,17 @@ def study_name(params: Params, data_md5: list[str]) -> str:
 
 def write_choice(choice: dict[str, dict[str, Any]], note: str, report: dict[str, Any]) -> None:
     """Write the choice file (every section present, ``{}`` when nothing was chosen, so DVC
-    can track each section) and the study's report, each atomically."""
+    can track each section) and the study's report, together (both or neither)."""
 
     lines = [f"# {line}" for line in note.splitlines()]
     for name in TUNED_SECTIONS:
         values = choice.get(name, {})
         lines.append(f"{name}:" if values else f"{name}: {{}}")
         lines += [f"  {key}: {_flow(value)}" for key, value in values.items()]
-    with atomic_path(TUNED_PATH) as tmp:
-        tmp.write_text("\n".join(lines) + "\n")
-    write_json(TUNE_REPORT, report)
+    with outputs_together():
+        with atomic_path(TUNED_PATH) as tmp:
+            tmp.write_text("\n".join(lines) + "\n")
+        write_json(TUNE_REPORT, report)
 
 
 def _flow(value: Any) -> str:

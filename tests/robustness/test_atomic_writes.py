@@ -11,8 +11,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from sluice.atomic import atomic_dir, atomic_path, outputs_together
 from sluice.errors import SluiceError
-from sluice.io import atomic_dir, atomic_path, read_table, write_json, write_table
+from sluice.io import read_table, write_json, write_table
 from sluice.model.bundle import is_bundle
 
 
@@ -130,3 +131,61 @@ def test_writes_are_flushed_before_the_rename(tmp_path, monkeypatch):
     write_json(tmp_path / "metrics.json", {"a": 1})
     assert flushed[-2:] == ["replace metrics.json", str(tmp_path)]
     assert flushed[0].endswith("/metrics.json") and flushed[0] != str(tmp_path / "metrics.json")
+
+
+def _several_outputs(folder: Path, version: int, fail_after: int | None = None) -> None:
+    """A stage's outputs written together: two tables, a bundle folder and a report."""
+    with outputs_together():
+        write_table(folder / "train.parquet", pd.DataFrame({"v": [version]}))
+        write_table(folder / "val.parquet", pd.DataFrame({"v": [version]}))
+        if fail_after == 2:
+            raise OSError(28, "No space left on device")
+        with atomic_dir(folder / "base", owned=is_bundle) as tmp:
+            tmp.mkdir()
+            (tmp / "model.json").write_text(str(version))
+        if fail_after == 3:
+            raise KeyboardInterrupt
+        write_json(folder / "report.json", {"v": version})
+
+
+def _versions(folder: Path) -> dict[str, object]:
+    return {
+        "train": read_table(folder / "train.parquet")["v"].tolist(),
+        "val": read_table(folder / "val.parquet")["v"].tolist(),
+        "base": (folder / "base" / "model.json").read_text(),
+        "report": json.loads((folder / "report.json").read_text()),
+    }
+
+
+@pytest.mark.parametrize("fail_after", [2, 3])
+def test_outputs_written_together_are_all_new_or_all_old(tmp_path, fail_after):
+    _several_outputs(tmp_path, 1)
+    old = _versions(tmp_path)
+    assert old == {"train": [1], "val": [1], "base": "1", "report": {"v": 1}}
+    with pytest.raises((OSError, KeyboardInterrupt)):
+        _several_outputs(tmp_path, 2, fail_after)
+    assert _versions(tmp_path) == old  # not new splits beside old ones
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["base", "report.json", "train.parquet", "val.parquet"]  # no temporary
+    _several_outputs(tmp_path, 3)
+    assert _versions(tmp_path) == {"train": [3], "val": [3], "base": "3", "report": {"v": 3}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
+
+
+def test_outputs_together_refuse_a_directory_made_meanwhile_and_move_nothing(tmp_path):
+    with pytest.raises(SluiceError, match="report.json is a directory"), outputs_together():
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        write_json(tmp_path / "report.json", {"b": 2})
+        (tmp_path / "report.json").mkdir()  # by someone else, before the outputs move
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
+    assert not any((tmp_path / "report.json").iterdir())
+
+
+def test_outputs_together_move_nothing_until_the_block_ends(tmp_path):
+    with outputs_together():
+        write_json(tmp_path / "metrics.json", {"a": 1})
+        assert not (tmp_path / "metrics.json").exists()
+        with outputs_together():  # nested: the outer block moves them
+            write_json(tmp_path / "report.json", {"b": 2})
+        assert not (tmp_path / "report.json").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json", "report.json"]

@@ -18,7 +18,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[3]
 LINT = Path(sys.executable).with_name("lint-imports")
 BASE = {"sluice", "sluice.config", "sluice.errors", "sluice.io", "sluice.paths", "sluice.stage"}
-BASE |= {"sluice.params_yaml", "sluice.tuned", "sluice.progress"}  # progress: display only
+BASE |= {
+    "sluice.atomic",
+    "sluice.params_yaml",
+    "sluice.tuned",
+    "sluice.progress",
+}  # progress: display only
 LOGGED_AS_CODE = {"evaluate": {"sluice.tracking.serving"}}  # MLflow loads it from the model
 
 
