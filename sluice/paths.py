@@ -4,6 +4,7 @@ from pathlib import Path
 
 CLEAN = Path("data/interim/clean.parquet")
 CLEAN_REPORT = Path("reports/clean.json")
+UNLABELLED = Path("data/interim/unlabelled.parquet")  # data.unlabelled_path's texts
 SPLITS = {name: Path(f"data/processed/{name}.parquet") for name in ("train", "val", "test")}
 SPLIT_REPORT = Path("reports/split.json")
 RESAMPLED = Path("data/processed/train_resampled.parquet")

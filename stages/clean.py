@@ -5,8 +5,9 @@ import logging
 from sluice import paths
 from sluice.atomic import outputs_together
 from sluice.config import load_params
-from sluice.data.cleaning import clean_table, describe_types
+from sluice.data.cleaning import clean_table, describe_types, feature_types
 from sluice.data.datasets import load_raw
+from sluice.data.unlabelled import unlabelled_texts
 from sluice.errors import report_errors
 from sluice.io import write_json, write_table
 from sluice.stage import run_stage
@@ -22,8 +23,11 @@ def main() -> None:
         raw, target, params.clean, params.data.columns, source=params.data.source
     )
     report["target"] = target
-    with outputs_together():  # both or neither
+    text_columns = [c for c, kind in feature_types(report).items() if kind == "text"]
+    unlabelled = unlabelled_texts(params.data.unlabelled_path, text_columns)
+    with outputs_together():  # all or none
         write_table(paths.CLEAN, cleaned)
+        write_table(paths.UNLABELLED, unlabelled)
         write_json(paths.CLEAN_REPORT, report)
     log.info(
         "clean: %d -> %d rows, dropped %s",

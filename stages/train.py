@@ -7,7 +7,7 @@ from sluice.data.columns import feature_types
 from sluice.data.resampling import class_weights
 from sluice.data.splitting import sorted_labels
 from sluice.errors import report_errors
-from sluice.io import read_json
+from sluice.io import file_md5, read_json, read_table
 from sluice.stage import run_stage
 from sluice.tuned import load_tuned_params
 
@@ -30,9 +30,11 @@ def main() -> None:
         cfg, types, classes, train_natural, params.data.max_categories, params.seed, members
     )
     ensemble = plan_ensemble(params, spec, types, cfg.folds, True, params.resample.class_weights)
-    pretrain = plan_pretraining(params, spec, train_natural)  # bilstm: language-model texts
+    unlabelled = read_table(paths.UNLABELLED)  # data.unlabelled_path's texts, from clean
+    md5 = file_md5(paths.UNLABELLED)
+    pretrain = plan_pretraining(params, spec, train_natural, unlabelled, md5)  # bilstm
     md5 = pretrain.unlabelled_md5 if pretrain else None
-    lineage = {"unlabelled_data_md5": md5} if md5 else {}  # DVC cannot depend on it
+    lineage = {"unlabelled_data_md5": md5} if md5 else {}
     weights = None
     if params.resample.class_weights:
         weights = class_weights(pd.read_parquet(paths.RESAMPLED)[target].astype(str), classes)

@@ -31,9 +31,8 @@ class DataConfig(Section):
     see the same ones."""
     unlabelled_path: str | None = None
     """For `train.text.pretrain_epochs`: a CSV of extra texts (columns named as the table's text
-    columns; never in validation or test) the bilstm's language model also reads. Not a DVC
-    dep (an optional path): its md5 is in the train run; re-run with `dvc repro -f -s train`.
-    null: none."""
+    columns; never in validation or test) the bilstm's language model also reads. `clean` reads
+    it; keep it under data/raw so that editing it re-runs clean and train. null: none."""
     max_memory_gb: between(float, 0.0, 1e6) | None = None
     """clean refuses a CSV whose reading and cleaning needs more memory than this (GB); null:
     80 % of the memory available (the estimate: docs/data.md)."""

@@ -22,12 +22,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
-from sluice.data.columns import as_text
-from sluice.data.text import OOV, PAD, encode, normalize_text, tokenize
+from sluice.data.text import OOV, PAD, encode, tokenize
 from sluice.model import distributed as dp
 from sluice.model.ensemble import members_of
 from sluice.model.text import _reversal
@@ -41,11 +39,6 @@ CUTOFFS = (2_000, 10_000)
 HELD_OUT = 0.1  # share of the pretraining texts kept for the validation perplexity
 POOL_BATCHES = 20  # batches drawn together and cut by length, so batches carry little padding
 CLIP_NORM = 1.0  # recurrent language models: gradient norm clipping keeps steps stable
-
-
-def normalized_texts(values: pd.Series) -> list[str]:
-    """A text column's values as ``clean`` writes them: NFKC, single spaces; missing -> ""."""
-    return list(as_text(values).map(normalize_text, na_action="ignore").fillna(""))
 
 
 def column_ids(texts: Sequence[str], vocab: Sequence[str], max_len: int) -> np.ndarray:

