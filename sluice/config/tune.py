@@ -85,6 +85,10 @@ class TuneSpace(Section):
     """ngram: choices of `train.text.buckets`, e.g. `[65536, 262144]`; fewer buckets, more
     colliding bigrams: on real reviews each halving below 2**18 cost test ROC AUC
     (benchmarks/text.py), so it is not searched by default."""
+    pretrain_epochs: list[between(int, 0, 1000)] | None = None
+    """bilstm: choices of `train.text.pretrain_epochs`, e.g. `[0, 3]`; a trial that pretrains
+    does it on its own training part's texts and data.unlabelled_path's (it costs as much as
+    that many epochs over all of them), so it is not searched by default."""
     max_len: list[int] | None = [64, 512]
     """Range of `train.text.max_len` (both text families: tokens kept per text at most), log
     scale."""
@@ -105,7 +109,7 @@ class TuneSpace(Section):
             value = getattr(self, key)
             if value is not None and not (len(value) == 2 and low <= value[0] <= value[1] <= high):
                 _bad(f"tune.space.{key}", value, f"give [low, high] within {low:g}..{high:g}")
-        for key in ("model", "batch_size", "imbalance", "cell", "buckets"):
+        for key in ("model", "batch_size", "imbalance", "cell", "buckets", "pretrain_epochs"):
             value = getattr(self, key)
             if value is not None and (not value or len(set(value)) < len(value)):
                 _bad(f"tune.space.{key}", value, "list distinct choices, or null to not search it")

@@ -126,7 +126,7 @@ def plan_pretraining(
     names = [t["column"] for t in spec["args"]["text"]]
     columns = [
         column_ids(
-            normalized_texts(train_natural[name]) + list(unlabelled[name]),
+            normalized_texts(train_natural[name]) + list(unlabelled.get(name, [])),
             pre["vocab"][name],
             pre["max_len"][name],
         )

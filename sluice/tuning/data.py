@@ -28,6 +28,8 @@ class TuneData:
     classes: list[str]
     parts: list[tuple[pd.DataFrame, pd.DataFrame]] = field(default_factory=list)
     scored_on: str = ""  # what trials are scored on, in words
+    # data.unlabelled_path's texts (clean's copy): a bilstm trial that pretrains reads them too
+    unlabelled: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     def __post_init__(self) -> None:
         if not self.parts:

@@ -104,10 +104,14 @@ def _prepare(params: Params):
         target=report["target"],
         types=types,
         classes=sorted_labels(list(report["classes"])),
+        unlabelled=read_table(paths.UNLABELLED),
     )
     data.cross_validate(params.tune.cv_folds, params.tune.cv_below_rows, params.seed)
     log.info("tune: trials are scored on %s", data.scored_on)
-    name = study_name(params, [file_md5(paths.SPLITS[s]) for s in ("train", "val")])
+    data_md5 = [file_md5(paths.SPLITS[s]) for s in ("train", "val")]
+    if not data.unlabelled.empty:  # a pretraining trial reads them
+        data_md5.append(file_md5(paths.UNLABELLED))
+    name = study_name(params, data_md5)
     return name, Objective(params, data, space, default_arch, left_out)
 
 

@@ -168,6 +168,7 @@ def default_point(
         values |= {"width": max(t.hidden), "depth": len(t.hidden)}
     text = {"max_len": t.text.max_len, "embedding": t.text.embedding, "buckets": t.text.buckets}
     text |= {"text_hidden": t.text.hidden, "text_layers": t.text.layers, "cell": t.text.cell}
+    text["pretrain_epochs"] = t.text.pretrain_epochs
     if arch in TEXT_FAMILIES:
         values |= text
     r = params.resample
@@ -192,8 +193,8 @@ def _holds(allowed: list, value: Any, ranged: bool) -> bool:
 
 def suggest_text(trial: Trial, space: TuneSpace, arch: str) -> dict[str, Any]:
     """The ``train.text`` values of a trial of a text family (``{}`` for the other families):
-    the length and embedding for both, the recurrent network's shape for bilstm, the bigram
-    buckets for ngram."""
+    the length and embedding for both, the recurrent network's shape and pretraining for
+    bilstm, the bigram buckets for ngram."""
     if arch not in TEXT_FAMILIES:
         return {}
     text: dict[str, Any] = {}
@@ -208,6 +209,9 @@ def suggest_text(trial: Trial, space: TuneSpace, arch: str) -> dict[str, Any]:
             text["layers"] = trial.suggest_int("text_layers", *space.text_layers)
         if space.cell:
             text["cell"] = trial.suggest_categorical("cell", space.cell)
+        if space.pretrain_epochs:
+            epochs = trial.suggest_categorical("pretrain_epochs", space.pretrain_epochs)
+            text["pretrain_epochs"] = epochs
     elif space.buckets:
         text["buckets"] = trial.suggest_categorical("buckets", space.buckets)
     return text

@@ -27,6 +27,7 @@ from sluice.data.resampling import class_weights, resample
 from sluice.model.factory import new_model
 from sluice.model.preprocess import Preprocessor, encode_labels
 from sluice.model.training import fit, predict_proba
+from sluice.pipeline.pretraining import plan_pretraining
 from sluice.pipeline.runner import fit_settings
 from sluice.progress import Phase
 from sluice.tuned import apply_tuned
@@ -173,6 +174,10 @@ class Objective:
         if p.resample.class_weights:
             weights = class_weights(frame[d.target].astype(str), d.classes)
         settings = fit_settings(p.train, p.seed, spec["args"].get("image_shape"), weights)
+        if spec["arch"] == "bilstm":  # language-model pretraining first, as train does
+            pretrain = plan_pretraining(p, spec, fit_rows, d.unlabelled, None)
+            if pretrain is not None:
+                pretrain.fit(net, settings)
         result = fit(net, arrays, len(d.classes), settings, report)
         net.load_state_dict(result.state_dict)  # the best epoch, as train keeps it
         scores = validation_scores(net, arrays[2], arrays[3], len(d.classes), self.metric)

@@ -148,19 +148,25 @@ def test_a_space_of_only_text_families_is_refused_on_a_table_without_text():
 
 
 TEXT_POINT = {"max_len": 100, "embedding": 48, "text_hidden": 40, "text_layers": 2}
-TEXT_POINT |= {"cell": "gru", "buckets": 4096}
+TEXT_POINT |= {"cell": "gru", "buckets": 4096, "pretrain_epochs": 1}
+TEXT_SPACE = {"model": ["ngram", "bilstm"], "buckets": [1024, 4096], "text_layers": [1, 2]}
+TEXT_SPACE |= {"pretrain_epochs": [0, 1]}
 
 
 @pytest.mark.parametrize(
     ("family", "text"),
     [
-        ("bilstm", {"max_len": 100, "embedding": 48, "hidden": 40, "layers": 2, "cell": "gru"}),
+        (
+            "bilstm",
+            {"max_len": 100, "embedding": 48, "hidden": 40, "layers": 2, "cell": "gru"}
+            | {"pretrain_epochs": 1},
+        ),
         ("ngram", {"max_len": 100, "embedding": 48, "buckets": 4096}),
     ],
 )
 def test_a_text_trial_sets_the_train_text_keys_of_its_family(family, text):
     params = params_with(
-        {"space": {"model": ["ngram", "bilstm"], "buckets": [1024, 4096], "text_layers": [1, 2]}},
+        {"space": TEXT_SPACE},
         train={"text": {"min_count": 1}},
     )
     space, _ = study_space(params.tune.space, REVIEWS, image_rows=False)
@@ -196,7 +202,7 @@ def test_a_text_trial_trains_the_network_its_choice_describes():
     from sluice.tuning.trial import Objective
 
     params = params_with(
-        {"space": {"model": ["ngram", "bilstm"], "buckets": [1024, 4096], "text_layers": [1, 2]}},
+        {"space": TEXT_SPACE},
         train={"epochs": 3, "patience": 3, "text": {"min_count": 1}},
     )
     types = {"review": "text", "stars": "numeric"}
@@ -215,6 +221,11 @@ def test_a_text_trial_trains_the_network_its_choice_describes():
     scores, best_epoch, _ = objective._train(point, tuned, curve := [])
     assert len(curve) == 3 and 1 <= best_epoch <= 3
     assert 0.0 < scores["log_loss"] < 1.0  # the words tell the labels apart
+    # The trial pretrained its language model first (as train does): without, other scores.
+    unpretrained = fixed(**(dict(point.params) | {"pretrain_epochs": 0}))
+    plain = apply_tuned(params, suggest_choice(unpretrained, space, ["bilstm"], params, "ngram"))
+    assert plain.train.text.pretrain_epochs == 0 and tuned.train.text.pretrain_epochs == 1
+    assert objective._train(unpretrained, plain, [])[0] != scores
 
 
 def test_a_nested_choice_is_flattened_into_dotted_keys():
