@@ -260,8 +260,9 @@ def sorted_labels(labels) -> list[str]:
 
 
 # The floor compares against the plain models (scikit-learn defaults); the class-weighted ones
-# are for balanced accuracy and macro F1, threshold metrics on which the challenger (trained on
-# over-sampled rows by default) would otherwise be compared with models that favour the majority.
+# are for balanced accuracy and macro F1, threshold metrics on which the challenger (whose study
+# may choose over-sampling or class weights) would otherwise be compared with models that
+# favour the majority.
 REFERENCES = {
     "logreg": (_logreg, None),
     "hgb": (_hgb, None),
@@ -596,8 +597,8 @@ def markdown(summary: dict, props: dict, meta: dict) -> str:
         "## Against class-weighted references",
         "",
         "LR-w / HGB-w: the same models with `class_weight='balanced'`. Balanced accuracy and "
-        "macro F1 depend on the decision threshold; the challenger is trained on over-sampled "
-        "rows by default, the plain references are not.",
+        "macro F1 depend on the decision threshold; the challenger's study may choose "
+        "over-sampling or class weights, the plain references use neither.",
         "",
         _row(head2),
         "|" + "---|" * len(head2),
