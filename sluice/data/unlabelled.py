@@ -2,9 +2,9 @@
 
 ``clean`` reads the unlabelled CSV, normalises its text columns as it normalises the table's
 (NFKC, single spaces, a missing text is ""), and writes them beside the cleaned table. So the
-CSV is read, and refused in one line, by the first stage, and the train stage depends on that
-output: editing the CSV under ``data/raw`` re-runs clean, and train re-runs when the texts
-changed. The rows never enter the splits: they are only ever pretraining texts.
+CSV is read, and refused in one line, by the first stage, and the tune and train stages depend
+on that output: editing the CSV under ``data/raw`` re-runs clean, and tune and train re-run when
+the texts changed. The rows never enter the splits: they are only ever pretraining texts.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ def normalized_texts(values: pd.Series) -> list[str]:
 
 def unlabelled_texts(path: str | None, text_columns: list[str]) -> pd.DataFrame:
     """The unlabelled CSV's ``text_columns``, normalised (no rows when ``path`` is None or the
-    table has no text column). Nothing about them goes into the cleaning report, which the
-    later stages depend on: new unlabelled texts re-run the train stage only.
+    table has no text column). Nothing about them goes into the cleaning report, which every
+    later stage depends on: new unlabelled texts re-run only the stages that read them.
 
     Raises:
         SluiceError: as :func:`read_unlabelled`.
