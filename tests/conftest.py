@@ -32,11 +32,13 @@ FAST_PARAMS = {
     "finetune": {"epochs": 2, "patience": 2},
     # Tests of tuning set their own budget; their small tables are cross-validated in 2 folds.
     "tune": {"trials": 0, "cv_folds": 2},
-    # One reference (pipeline_checks.py fits both); the fewest timed calls for a model's cost.
+    # One reference (pipeline_checks.py fits both); the fewest timed calls for a model's cost;
+    # figures only where a test looks at them (pipeline_checks.py, test_pipeline_calibration.py).
     "evaluate": {
         "bootstrap": 50,
         "reference": ["logreg"],
         "latency_repeats": {"b1": 5, "b1024": 3},
+        "figures": False,
     },
     "promote": {"bootstrap": 100},
 }
@@ -197,18 +199,32 @@ def queue_states(project) -> dict[str, str]:
 
 
 def run_queue(project, jobs: int, timeout_s: float = 900) -> dict[str, str]:
-    """`dvc queue start -j <jobs>`, wait until nothing is queued or running, stop the workers."""
+    """`dvc queue start -j <jobs>`, wait until nothing is queued or running, stop the workers.
+
+    Waits on the experiments' git refs (each success writes one; a cheap check each second) and
+    asks `dvc queue status` (a whole dvc process) only every 15 s, to see failures."""
+    queued = len(queue_states(project))
     project.run("dvc", "queue", "start", "-j", str(jobs))
     deadline = time.monotonic() + timeout_s
+    asked = time.monotonic()
     try:
         while time.monotonic() < deadline:
-            states = queue_states(project)
-            if states and not {"Queued", "Running"} & set(states.values()):
-                return states
-            time.sleep(3)
+            if len(_experiment_refs(project)) >= queued or time.monotonic() - asked > 15:
+                asked = time.monotonic()
+                states = queue_states(project)
+                if states and not {"Queued", "Running"} & set(states.values()):
+                    return states
+            time.sleep(1)
         pytest.fail(f"queue not done after {timeout_s} s: {queue_states(project)}")
     finally:
         project.run("dvc", "queue", "stop", "--kill", check=False)
+
+
+def _experiment_refs(project) -> list[str]:
+    """The finished experiments' refs (``refs/exps/<2 hex>/<baseline rest>/<name>``), not the
+    queue's own (``refs/exps/celery/stash``, ``refs/exps/exec/...``)."""
+    refs = project.run("git", "for-each-ref", "--format=%(refname)", "refs/exps").stdout.split()
+    return [r for r in refs if len(parts := r.split("/")) == 5 and len(parts[2]) == 2]
 
 
 def params_error(tmp_path: Path, text: str) -> str:

@@ -45,6 +45,10 @@ class EvaluateConfig(Section):
     text column + logistic regression). On a table with text, logreg is fitted as tfidf_logreg
     and hgb sees the numeric and one-hot columns only (skipped when there are none); without
     text, tfidf_logreg is logreg (sluice.evaluation.scoring.resolve_reference)."""
+    figures: bool = True
+    """Draw each model's ROC, PR, confusion, reliability and training-curve figures (PNG) into
+    its run; false: only their data (JSON in the run, reports/plots for `dvc plots`), which
+    saves about a second per model."""
     reference_rows: between(int, 0, 1_000_000_000) = 1_000_000
     """Fit the references on a seeded random sample of at most this many training rows (0:
     all): one-thread fits on millions of rows take minutes."""

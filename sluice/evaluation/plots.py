@@ -87,6 +87,22 @@ def history_figure(history: pd.DataFrame, title: str):
     return fig
 
 
+def model_figures(
+    role: str, result: dict, classes: list[str], diagrams: dict, history: pd.DataFrame | None
+) -> list[tuple[str, object]]:
+    """A model's figures on the test split, by name: ROC, PR, confusion matrix, reliability
+    (``diagrams``: label -> reliability bins) and, with its ``history``, training curves."""
+    figures = [
+        ("roc", curve_figure({role: result["roc"]}, "fpr", "tpr", f"ROC, {role}")),
+        ("pr", curve_figure({role: result["pr"]}, "recall", "precision", f"PR, {role}")),
+        ("confusion", confusion_figure(result["metrics"]["confusion_matrix"], classes, role)),
+        ("reliability", reliability_figure(diagrams, f"reliability (test), {role}")),
+    ]
+    if history is not None:
+        figures.append(("training_curves", history_figure(history, f"training, {role}")))
+    return figures
+
+
 def close(fig) -> None:
     """Free a figure once it has been logged."""
     plt.close(fig)

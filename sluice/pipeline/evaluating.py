@@ -117,9 +117,10 @@ def run_evaluation(
         kind: compare_with_reference(y["test"], best, probs[kind], n_boot, seed)
         for kind in track(fitted, "evaluate: challenger vs references", unit="references")
     } | {kind: skipped_comparison(reason) for kind, reason in skipped.items()}
-    tags = run_tags("evaluate")
+    tags, figures = run_tags("evaluate"), params.evaluate.figures
     for kind, model in fitted.items():
-        log_reference(kind, reference_params(model), results[kind], classes, experiment_id, tags)
+        run_params = reference_params(model)
+        log_reference(kind, run_params, results[kind], classes, experiment_id, tags, figures)
     versions = publish({r: results[r] for r in models}, models, frames["test"], params, selection)
     return Evaluation(results, versions, selection)
 

@@ -12,7 +12,6 @@ import pandas as pd
 
 from sluice import paths
 from sluice.config import Params
-from sluice.evaluation import plots
 from sluice.evaluation.scoring import HEADLINE
 from sluice.model.bundle import Classifier
 from sluice.progress import track
@@ -21,8 +20,9 @@ from sluice.tracking.registry_io import log_bundle_model, register
 log = logging.getLogger(__name__)
 
 
-def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
-    """Test metrics (with 95 % intervals), curve data and figures, into the active run."""
+def log_evaluation(role: str, result: dict, classes: list[str], figures: bool = True) -> None:
+    """Test metrics (with 95 % intervals), curve data and (``figures``) figures, into the
+    active run."""
     import mlflow
 
     m = result["metrics"]
@@ -37,18 +37,14 @@ def log_evaluation(role: str, result: dict, classes: list[str]) -> None:
             "before scaling (T = 1)": result["reliability_uncalibrated"],
         }
     mlflow.log_dict(diagrams, "eval/reliability.json")
-    for name, fig in (
-        ("roc", plots.curve_figure({role: result["roc"]}, "fpr", "tpr", f"ROC, {role}")),
-        ("pr", plots.curve_figure({role: result["pr"]}, "recall", "precision", f"PR, {role}")),
-        ("confusion", plots.confusion_figure(m["confusion_matrix"], classes, role)),
-        ("reliability", plots.reliability_figure(diagrams, f"reliability (test), {role}")),
-    ):
-        mlflow.log_figure(fig, f"eval/{name}.png")
-        plots.close(fig)
+    if not figures:
+        return
+    from sluice.evaluation import plots  # matplotlib: only when figures are drawn
+
     history = paths.TRAIN_HISTORY.get(role)
-    if history and history.exists():
-        fig = plots.history_figure(pd.read_csv(history), f"training, {role}")
-        mlflow.log_figure(fig, "eval/training_curves.png")
+    curves = pd.read_csv(history) if history and history.exists() else None
+    for name, fig in plots.model_figures(role, result, classes, diagrams, curves):
+        mlflow.log_figure(fig, f"eval/{name}.png")
         plots.close(fig)
 
 
@@ -89,7 +85,7 @@ def publish(
     logged = {}
     for role, clf in track(models.items(), "evaluate: log to MLflow", unit="models"):
         with mlflow.start_run(run_id=clf.spec["lineage"]["run_id"], tags=owner):
-            log_evaluation(role, results[role], clf.classes)
+            log_evaluation(role, results[role], clf.classes, params.evaluate.figures)
             if role == selection["role"] and selection.get("vs_references"):
                 log_comparisons(selection["vs_references"])
             logged[role] = log_bundle_model(paths.MODELS[role], test, clf)
@@ -174,7 +170,13 @@ def _decision_text(clf: Classifier) -> str:
 
 
 def log_reference(
-    role: str, run_params: dict, result: dict, classes: list[str], experiment_id: str, tags: dict
+    role: str,
+    run_params: dict,
+    result: dict,
+    classes: list[str],
+    experiment_id: str,
+    tags: dict,
+    figures: bool = True,
 ) -> None:
     """A scikit-learn reference gets a run of its own, named by its role (it is not registered)."""
     import mlflow
@@ -182,7 +184,7 @@ def log_reference(
     tags = {**tags, "sluice.role": role, "sluice.reference": "true"}
     with mlflow.start_run(experiment_id=experiment_id, run_name=role, tags=tags):
         mlflow.log_params(run_params)
-        log_evaluation(role, result, classes)
+        log_evaluation(role, result, classes, figures)
 
 
 def log_comparisons(comparisons: dict[str, dict]) -> None:

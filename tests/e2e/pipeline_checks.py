@@ -57,7 +57,10 @@ def check_family_serves(project, family: str) -> None:
 
 def run_pipeline(tmp_path_factory, dataset: str) -> tuple[Project, str]:
     """One full pipeline run on a built-in dataset, shared by the checks below."""
-    params = {"data": {"name": dataset}, "evaluate": {"reference": list(REFERENCES)}}
+    params = {
+        "data": {"name": dataset},
+        "evaluate": {"reference": list(REFERENCES), "figures": True},
+    }
     project = make_project(tmp_path_factory.mktemp(dataset) / "proj", params)
     result = project.run("dvc", "repro")
     return project, result.stdout + result.stderr

@@ -93,6 +93,11 @@ def test_a_repro_is_one_parent_run_holding_every_model_reference_and_trial(group
     for model, version in first["registered"]["versions"].items():
         assert client.get_model_version(name, version).run_id == nested[model].info.run_id
     assert repro.data.tags["sluice.challenger_run_id"] == nested[role].info.run_id
+    # evaluate.figures false (the tests' setting): each run keeps the curves' data, no PNG
+    for run in (nested["finetuned"], nested["logreg"]):
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "eval")}
+        assert {"eval/roc.json", "eval/pr.json", "eval/reliability.json"} <= artifacts
+        assert not {a for a in artifacts if a.endswith(".png")}
 
 
 @pytest.mark.slow

@@ -24,7 +24,13 @@ def pipeline(tmp_path_factory):
     params = {
         "data": {"name": "breast-cancer"},
         "train": {"model": "linear"},
-        "evaluate": {"threshold": "cost", "costs": COSTS, "reference": [], "bootstrap": 0},
+        "evaluate": {
+            "threshold": "cost",
+            "costs": COSTS,
+            "reference": [],
+            "bootstrap": 0,
+            "figures": True,
+        },
     }
     project = make_project(tmp_path_factory.mktemp("calibration") / "proj", params)
     result = project.run("dvc", "repro")
