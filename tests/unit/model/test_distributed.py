@@ -42,6 +42,33 @@ def train(arch: str, checkpoint=None) -> tuple[dict, list]:
     return {k: v.detach().clone() for k, v in net.named_parameters()}, result.history
 
 
+def train_text() -> tuple[dict, list]:
+    """A bilstm as the train stage's ranks make it: each rank pretrains its language model
+    alike (seeded, untracked but on rank 0), then the classifier trains data-parallel."""
+    import pandas as pd
+
+    from sluice.config import Params
+    from sluice.model.factory import new_model
+    from sluice.model.preprocess import Preprocessor, encode_labels
+    from sluice.pipeline.pretraining import plan_pretraining
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    words = {"a": ["good", "great", "fresh", "tasty"], "b": ["bad", "stale", "awful", "bland"]}
+    labels = rng.choice(["a", "b"], 128)
+    texts = [" ".join([*rng.choice(words[y], 3), "the", "tea", "was"]) for y in labels]
+    table = pd.DataFrame({"review": texts, "y": labels})
+    text = {"embedding": 8, "hidden": 8, "min_count": 1, "pretrain_epochs": 1}
+    params = Params(train={"model": "bilstm", "text": text})
+    net, spec = new_model(params.train, {"review": "text"}, ["a", "b"], table, 50, 0)
+    settings = fit_settings(epochs=4, patience=4, batch_size=32)
+    plan_pretraining(params, spec, table, pd.DataFrame(), None).fit(net, settings)
+    X = Preprocessor.from_dict(spec["preprocessor"]).transform(table, "training split")
+    y = encode_labels(table["y"], ["a", "b"], "training split")
+    result = fit(net, (X, y, X[:32], y[:32]), 2, settings)
+    return {k: v.detach().clone() for k, v in net.named_parameters()}, result.history
+
+
 def both_models(checkpoint_dir: str) -> dict:
     """What each rank of the 2-process job returns (run by the elastic launcher)."""
     from pathlib import Path
@@ -50,11 +77,13 @@ def both_models(checkpoint_dir: str) -> dict:
     world = dp.current_world()
     linear = train("linear")
     mlp = train("mlp", checkpoint)
+    bilstm = train_text()
     saved = torch.load(checkpoint, weights_only=True) if world.is_main else None
     return {
         "world": world,
         "linear": linear,
         "mlp": mlp,
+        "bilstm": bilstm,
         "rank_rng": len(saved["rank_rng"]) if saved else None,
         "listening": listening_addresses(),
     }
@@ -94,6 +123,17 @@ def test_both_ranks_end_with_the_same_weights_and_history(two_ranks):
             assert torch.equal(value, r1[arch][0][key]), (arch, key)
         assert r0[arch][1] == r1[arch][1]  # rank 0's validation scores, the same stop
     assert len(r0["mlp"][1]) == 6
+
+
+def test_a_text_network_pretrains_and_trains_alike_on_both_ranks(two_ranks):
+    """`train.nproc: 2` on a text table: the same pretrained start on every rank, then
+    data-parallel training that leaves both ranks with the same weights."""
+    (w0, history0), (w1, history1) = two_ranks[0]["bilstm"], two_ranks[1]["bilstm"]
+    assert w0.keys() == w1.keys() and any("lstm" in k or "rnn" in k for k in w0)
+    for key, value in w0.items():
+        assert torch.equal(value, w1[key]), key
+    assert history0 == history1 and len(history0) == 4
+    assert history0[-1]["train_loss"] < history0[0]["train_loss"]
 
 
 def test_two_processes_train_like_one_with_the_same_global_batch(two_ranks):
