@@ -32,16 +32,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     _refuse_directory(path)
-    if _STAGED.get() is not None:  # inside outputs_together(): moved with the others
-        with _staged(path, lambda: _refuse_directory(path), os.replace) as target:
-            yield target
-        return
-    with _refused_writes(path), _sibling(path) as target:
+    # A group of one, or one of the running outputs_together() block's outputs.
+    with outputs_together(), _staged(path, lambda: _refuse_directory(path), os.replace) as target:
         yield target
-        _refuse_directory(path)  # made while the caller was writing
-        _fsync_tree(target)
-        os.replace(target, path)
-        _fsync(path.parent)
 
 
 @dataclass
@@ -63,7 +56,7 @@ def outputs_together() -> Iterator[None]:
     """Write a stage's outputs as one: every :func:`atomic_path` / :func:`atomic_dir` write
     inside the block (``write_table``, ``write_json``, a model bundle) goes to a flushed
     temporary, and only when the block ends without an error are they all moved over their
-    paths, one rename each.
+    paths, one rename each (a single write outside a block is a block of one).
 
     A failure anywhere (a full disk at the third file, an error between two writes) leaves
     every output as it was, never new splits beside old ones; the temporaries are removed.
@@ -79,12 +72,13 @@ def outputs_together() -> Iterator[None]:
     try:
         yield
         for out in staged:
-            out.check()
+            out.check()  # e.g. a directory made in a file output's place meanwhile
         for out in staged:
             with _refused_writes(out.path):
                 out.move(out.target, out.path)
-        for parent in dict.fromkeys(out.path.parent for out in staged):
-            _fsync(parent)
+        for out in {out.path.parent: out for out in staged}.values():
+            with _refused_writes(out.path):
+                _fsync(out.path.parent)
     finally:
         _STAGED.reset(token)
         for out in staged:
@@ -119,16 +113,11 @@ def atomic_dir(path: str | Path, owned: Callable[[Path], bool]) -> Iterator[Path
     """
     path = Path(path)
     _refuse_foreign(path, owned)
-    if _STAGED.get() is not None:  # inside outputs_together(): moved with the others
-        with _staged(path, lambda: _refuse_foreign(path, owned), _swap_in) as target:
-            yield target
-        return
-    with _refused_writes(path), _sibling(path) as target:
+    with (
+        outputs_together(),
+        _staged(path, lambda: _refuse_foreign(path, owned), _swap_in) as target,
+    ):
         yield target
-        _refuse_foreign(path, owned)
-        _fsync_tree(target)
-        _swap_in(target, path)
-        _fsync(path.parent)
 
 
 def _swap_in(target: Path, path: Path) -> None:
@@ -186,18 +175,8 @@ def check_writable(folders: list[Path]) -> None:
             raise write_failure(folder, number, "cannot write into") from None
 
 
-@contextmanager
-def _sibling(path: Path) -> Iterator[Path]:
-    """A name in a fresh hidden folder beside ``path``, removed (with what is left) at the end."""
-    target = _new_sibling(path)
-    try:
-        yield target
-    finally:
-        shutil.rmtree(target.parent, ignore_errors=True)
-
-
 def _new_sibling(path: Path) -> Path:
-    """``path``'s name inside a fresh hidden folder beside it (the caller removes the folder)."""
+    """``path``'s name inside a fresh hidden folder beside it (outputs_together removes it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
 

@@ -30,8 +30,10 @@ def main() -> None:
         cfg, types, classes, train_natural, params.data.max_categories, params.seed, members
     )
     ensemble = plan_ensemble(params, spec, types, cfg.folds, True, params.resample.class_weights)
-    unlabelled = read_table(paths.UNLABELLED)  # data.unlabelled_path's texts, from clean
-    md5 = file_md5(paths.UNLABELLED)
+    # data.unlabelled_path's texts, from clean: read and hashed only when they can be used
+    extra = bool(params.data.unlabelled_path and cfg.text.pretrain_epochs)
+    unlabelled = read_table(paths.UNLABELLED) if extra else pd.DataFrame()
+    md5 = file_md5(paths.UNLABELLED) if extra else None
     pretrain = plan_pretraining(params, spec, train_natural, unlabelled, md5)  # bilstm
     md5 = pretrain.unlabelled_md5 if pretrain else None
     lineage = {"unlabelled_data_md5": md5} if md5 else {}

@@ -104,8 +104,9 @@ def _prepare(params: Params):
         target=report["target"],
         types=types,
         classes=sorted_labels(list(report["classes"])),
-        unlabelled=read_table(paths.UNLABELLED),
     )
+    if params.data.unlabelled_path:  # clean's copy of its texts, for a bilstm trial that pretrains
+        data.unlabelled = read_table(paths.UNLABELLED)
     data.cross_validate(params.tune.cv_folds, params.tune.cv_below_rows, params.seed)
     log.info("tune: trials are scored on %s", data.scored_on)
     data_md5 = [file_md5(paths.SPLITS[s]) for s in ("train", "val")]
