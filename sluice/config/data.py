@@ -32,7 +32,7 @@ class DataConfig(Section):
     unlabelled_path: str | None = None
     """For `train.text.pretrain_epochs`: a CSV of extra texts (columns named as the table's text
     columns; never in validation or test) the bilstm's language model also reads. `clean` reads
-    it; keep it under data/raw so that editing it re-runs clean and train. null: none."""
+    it; keep it under data/raw so that editing it re-runs clean, tune and train. null: none."""
     max_memory_gb: between(float, 0.0, 1e6) | None = None
     """clean refuses a CSV whose reading and cleaning needs more memory than this (GB); null:
     80 % of the memory available (the estimate: docs/data.md)."""

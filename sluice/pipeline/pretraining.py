@@ -3,8 +3,8 @@ the unlabelled CSV (``data.unlabelled_path``), and its own MLflow run nested in 
 
 The texts are the natural training split's and the unlabelled CSV's, never a validation or
 test row. ``clean`` reads the CSV and writes its normalised texts (sluice.data.unlabelled), a
-dep of the train stage; the CSV's md5 also goes into the train run's params
-(``pretrain.unlabelled_md5``), the model's lineage and the checkpoint key.
+dep of the tune and train stages; the md5 of those texts (as dvc.lock records it) goes into the
+train run's params (``pretrain.unlabelled_md5``), the model's lineage and the checkpoint key.
 """
 
 from __future__ import annotations
