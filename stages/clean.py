@@ -24,7 +24,9 @@ def main() -> None:
     )
     report["target"] = target
     text_columns = [c for c, kind in feature_types(report).items() if kind == "text"]
-    unlabelled = unlabelled_texts(params.data.unlabelled_path, text_columns)
+    unlabelled = unlabelled_texts(
+        params.data.unlabelled_path, text_columns, params.data.max_memory_gb
+    )
     with outputs_together():  # all or none
         write_table(paths.CLEAN, cleaned)
         write_table(paths.UNLABELLED, unlabelled)

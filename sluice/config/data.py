@@ -34,8 +34,8 @@ class DataConfig(Section):
     columns; never in validation or test) the bilstm's language model also reads. `clean` reads
     it; keep it under data/raw so that editing it re-runs clean, tune and train. null: none."""
     max_memory_gb: between(float, 0.0, 1e6) | None = None
-    """clean refuses a CSV whose reading and cleaning needs more memory than this (GB); null:
-    80 % of the memory available (the estimate: docs/data.md)."""
+    """clean refuses a CSV (data.path or data.unlabelled_path) whose reading and cleaning needs
+    more memory than this (GB); null: 80 % of the memory available (the estimate: docs/data.md)."""
 
     @model_validator(mode="after")
     def _target_with_path(self) -> DataConfig:

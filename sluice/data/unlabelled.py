@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from sluice.data.columns import as_text
+from sluice.data.memory import check_read_memory
 from sluice.data.text import normalize_text
 from sluice.errors import SluiceError
 
@@ -26,10 +27,13 @@ def normalized_texts(values: pd.Series) -> list[str]:
     return list(as_text(values).map(normalize_text, na_action="ignore").fillna(""))
 
 
-def unlabelled_texts(path: str | None, text_columns: list[str]) -> pd.DataFrame:
+def unlabelled_texts(
+    path: str | None, text_columns: list[str], max_memory_gb: float | None = None
+) -> pd.DataFrame:
     """The unlabelled CSV's ``text_columns``, normalised (no rows when ``path`` is None or the
     table has no text column). Nothing about them goes into the cleaning report, which every
     later stage depends on: new unlabelled texts re-run only the stages that read them.
+    The CSV is held to the same memory budget as the table (``data.max_memory_gb``).
 
     Raises:
         SluiceError: as :func:`read_unlabelled`.
@@ -39,24 +43,31 @@ def unlabelled_texts(path: str | None, text_columns: list[str]) -> pd.DataFrame:
     if not text_columns:
         log.info("data.unlabelled_path %s is ignored: the table has no text column", path)
         return pd.DataFrame()
-    frame = read_unlabelled(path, text_columns)
+    frame = read_unlabelled(path, text_columns, max_memory_gb)
     texts = pd.DataFrame({c: normalized_texts(frame[c]) for c in text_columns})
     log.info("clean: %d unlabelled texts from %s, for pretraining", len(texts), path)
     return texts
 
 
-def read_unlabelled(path: str, columns: list[str]) -> pd.DataFrame:
-    """The unlabelled CSV's text columns (named as the training table's), as strings.
+def read_unlabelled(
+    path: str, columns: list[str], max_memory_gb: float | None = None
+) -> pd.DataFrame:
+    """The unlabelled CSV's text columns (named as the training table's), as strings; other
+    columns are skipped while it is read.
 
     Raises:
         SluiceError: one line naming the file (and the column) when it is missing, unreadable,
-            not UTF-8, or lacks one of ``columns``.
+            not UTF-8, or lacks one of ``columns``; or when reading it would need more memory
+            than ``max_memory_gb`` (:func:`sluice.data.memory.check_read_memory`).
     """
     where = f"data.unlabelled_path {path}"
     if not Path(path).is_file():
         raise SluiceError(f"{where}: no such file; give a CSV of texts or set it to null")
+    check_read_memory(Path(path), max_memory_gb)
     try:
-        frame = pd.read_csv(path, dtype=str, encoding="utf-8", keep_default_na=False)
+        frame = pd.read_csv(
+            path, dtype=str, encoding="utf-8", keep_default_na=False, usecols=columns.__contains__
+        )
     except UnicodeDecodeError as exc:
         raise SluiceError(
             f"{where}: not UTF-8 text (byte {exc.start}); save the file as UTF-8"

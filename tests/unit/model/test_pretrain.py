@@ -157,6 +157,19 @@ def test_a_bad_unlabelled_csv_is_one_line_naming_the_file(tmp_path, content, exp
     assert "\n" not in message
 
 
+def test_an_unlabelled_csv_over_the_memory_budget_is_refused_before_it_is_read(tmp_path):
+    path = write_bytes(
+        tmp_path / "extra.csv", b"review,other\n" + b"a fine text of words,1\n" * 2000
+    )
+    with pytest.raises(SluiceError) as info:
+        unlabelled_texts(path, ["review"], max_memory_gb=1e-5)
+    message = str(info.value)
+    assert message.startswith(f"{path} is ") and "more than the budget of 10.0 kB" in message
+    assert "\n" not in message
+    texts = unlabelled_texts(path, ["review"], max_memory_gb=1.0)
+    assert list(texts.columns) == ["review"] and len(texts) == 2000  # only the text column
+
+
 @pytest.mark.parametrize("value", [-1, 1.5, "two"])
 def test_pretrain_epochs_is_a_count(value):
     with pytest.raises(ValueError, match="pretrain_epochs"):
