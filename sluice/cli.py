@@ -18,6 +18,7 @@ import typer
 
 from sluice.errors import report_errors
 from sluice.server.commands import app as server_app
+from sluice.stage import short_lived
 
 EXIT_REFUSED = 3
 
@@ -31,6 +32,13 @@ app = typer.Typer(
     rich_markup_mode="markdown",
 )
 app.add_typer(server_app)  # sluice server start|stop|status: the team tracking server
+
+
+def main() -> None:
+    """The ``sluice`` executable: one command, then exit (:func:`sluice.stage.short_lived`)."""
+    short_lived()
+    app()
+
 
 ParamsOpt = Annotated[Path, typer.Option("--params", help="params.yaml to read.")]
 NameOpt = Annotated[

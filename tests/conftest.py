@@ -44,6 +44,15 @@ FAST_PARAMS = {
 }
 
 
+def pytest_configure(config):
+    """A test session is a short-lived process too: what survives an older-generation
+    collection (torch, MLflow, scikit-learn and pandas, imported once per worker) is not walked
+    again by every later collection (sluice.stage.short_lived); new objects still are."""
+    from sluice.stage import short_lived
+
+    short_lived()
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config, log):
     """``--dist loadscope`` over the units of tests/scheduling.py (shared fixtures built once)."""

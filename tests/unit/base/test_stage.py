@@ -49,3 +49,33 @@ def test_exit_status_and_output_of_main_are_kept():
     )
     assert result.returncode == 3
     assert result.stdout.strip() == "written"
+
+
+def test_the_sluice_executable_freezes_survivors_too(tmp_path):
+    """The installed ``sluice`` entry point is a short-lived process like a stage; importing
+    its module alone (as in-process tests do) changes nothing."""
+    code = textwrap.dedent(
+        """
+        import gc, sys
+        from importlib.metadata import entry_points
+
+        (script,) = entry_points(group="console_scripts", name="sluice")
+        main = script.load()
+        assert gc.callbacks == [], gc.callbacks  # the import alone installs nothing
+        sys.argv = ["sluice", "--help"]
+        try:
+            main()
+        except SystemExit as done:
+            assert done.code == 0, done.code
+        kept = [[i] for i in range(10_000)]
+        gc.collect(1)
+        assert gc.get_freeze_count() >= len(kept), gc.get_freeze_count()
+        print("ok")
+        """
+    )
+    # Run elsewhere than the checkout, whose build metadata may be older than the installed one.
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("ok")
