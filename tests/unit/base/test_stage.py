@@ -1,12 +1,15 @@
-"""How a stage process runs: collector settings, exit status, frozen objects at exit.
+"""How a stage process (and the `sluice` executable) runs: collector settings, exit status,
+frozen objects at exit.
 
-Each check runs in its own interpreter: freezing objects is process-wide and must not leak
-into the test session.
+Each check runs in its own interpreter, with collector settings of its own (the test session
+sets its own in tests/conftest.py).
 """
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 
 def _run(body: str) -> subprocess.CompletedProcess:
@@ -79,3 +82,13 @@ def test_the_sluice_executable_freezes_survivors_too(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("ok")
+
+
+def test_the_sluice_executable_completes_its_commands(tmp_path):
+    """Shell completion goes through the same entry point (bash's protocol, as typer sets it)."""
+    env = {**os.environ, "_SLUICE_COMPLETE": "complete_bash", "COMP_WORDS": "sluice pr"}
+    env["COMP_CWORD"] = "1"
+    sluice = Path(sys.executable).with_name("sluice")
+    result = subprocess.run([sluice], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["promote", "predict"]
