@@ -21,7 +21,7 @@ def _freeze_survivors(phase: str, info: dict) -> None:
     Importing torch, torch._dynamo (pulled in by every torch optimizer), MLflow and SQLAlchemy
     leaves over half a million long-lived objects. CPython's collector walks all of them again
     in each full collection: 1.1-2 s per stage with the default settings, measured on the
-    default pipeline (1.7 s of 4.7 for a `sluice predict`). Young objects are still collected
+    default pipeline (about 2 s of 5.4 for a `sluice predict`). Young objects are still collected
     as usual; objects that have already survived an older-generation pass (modules, classes,
     caches) are never walked again.
     """
