@@ -100,7 +100,7 @@ def test_a_holder_killed_on_this_host_loses_the_lock_at_once(project, tmp_path):
     holder.wait()
     started = time.monotonic()
     with registry_lock(project.name, timeout_s=20):
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15  # not the 60-s lease
     result = CliRunner().invoke(app, ["promote"])
     assert result.exit_code == 0, result.output
 
@@ -128,7 +128,7 @@ def test_a_lapsed_lease_is_broken_and_its_holder_cannot_release_the_next_lock(pr
     time.sleep(1.5)
     started = time.monotonic()
     with registry_lock(project.name, timeout_s=20):  # ... so its lock is broken at once
-        assert time.monotonic() - started < 5
+        assert time.monotonic() - started < 15
         assert let_go(holder, folder).startswith("lost: lost the registry lock")
         # Its release removed its own claim only: this process still holds the lock.
         mine = f"pid {os.getpid()} on host"
