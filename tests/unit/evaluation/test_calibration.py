@@ -100,6 +100,22 @@ def test_brier_is_the_summed_squared_error_multiclass_and_the_usual_one_binary()
     assert cal.brier_score(np.array([0, 0]), binary) == pytest.approx((0.04 + 0.49) / 2)
 
 
+@pytest.mark.parametrize("k", [2, 3, 10])
+def test_log_loss_and_brier_agree_with_scikit_learn(k):
+    from sklearn.metrics import brier_score_loss, log_loss
+
+    rng = np.random.default_rng(k)
+    prob = rng.dirichlet(np.ones(k), size=200)
+    y = rng.integers(0, k, size=200)
+    labels = list(range(k))
+    assert cal.log_loss(y, prob) == pytest.approx(log_loss(y, prob, labels=labels), rel=1e-12)
+    assert cal.brier_score(y, prob) == pytest.approx(
+        brier_score_loss(y, prob, labels=labels), rel=1e-12
+    )
+    prob[0] = np.eye(k)[(y[0] + 1) % k]  # the true class of row 0 gets probability 0
+    assert cal.log_loss(y, prob) == np.inf
+
+
 def brute_force(y, p, score) -> float:
     """The best ``score(decision_scores)`` over every possible cut of the scores."""
     cuts = np.concatenate([[1.1], np.unique(p), [0.0]])
