@@ -44,13 +44,36 @@ FAST_PARAMS = {
 }
 
 
+# Scratch space in memory: test projects (git, DVC cache, MLflow store, models) are written,
+# committed and deleted thousands of times; on disk that is iowait, and pytest's removal of an
+# old session's folders alone took 26 s at the end of a run. Used when TMPDIR is unset.
+MEMORY_SCRATCH, MEMORY_SCRATCH_MIN_FREE = Path("/dev/shm"), 4 * 2**30
+
+
 def pytest_configure(config):
     """A test session is a short-lived process too: what survives an older-generation
     collection (torch, MLflow, scikit-learn and pandas, imported once per worker) is not walked
-    again by every later collection (sluice.stage.short_lived); new objects still are."""
+    again by every later collection (sluice.stage.short_lived); new objects still are.
+
+    Temporary folders (``tmp_path`` and every ``tempfile`` of the tests and the processes they
+    start) go to :data:`MEMORY_SCRATCH` when TMPDIR is unset and it has room; pytest deletes
+    them after a run that passed (``tmp_path_retention_policy``)."""
+    import tempfile
+
     from sluice.stage import short_lived
 
     short_lived()
+    if "TMPDIR" not in os.environ and _has_room(MEMORY_SCRATCH):
+        os.environ["TMPDIR"] = str(MEMORY_SCRATCH)
+        tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
+
+def _has_room(folder: Path) -> bool:
+    return (
+        folder.is_dir()
+        and os.access(folder, os.W_OK | os.X_OK)
+        and shutil.disk_usage(folder).free >= MEMORY_SCRATCH_MIN_FREE
+    )
 
 
 @pytest.hookimpl(optionalhook=True)
