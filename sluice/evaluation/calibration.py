@@ -186,7 +186,8 @@ def brier_score(y_true: np.ndarray, y_prob: np.ndarray) -> float:
     (p1 - y)^2 (0..1)."""
     p = np.asarray(y_prob, dtype=np.float64)
     y = np.asarray(y_true, dtype=np.int64)
-    squared = ((p - np.eye(p.shape[1])[y]) ** 2).sum(axis=1).mean()
+    # sum_k (p_k - [k = y])^2 = sum_k p_k^2 - 2 p_y + 1, without an (n, K) one-hot matrix
+    squared = ((p * p).sum(axis=1) - 2 * p[np.arange(len(y)), y] + 1).mean()
     return float(squared / 2 if p.shape[1] == 2 else squared)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator, Sequence
 import numpy as np
 
 from sluice.errors import SluiceError
-from sluice.evaluation.calibration import brier_score, expected_calibration_error
+from sluice.evaluation.calibration import brier_score, expected_calibration_error, log_loss
 
 BOOTSTRAP_METRICS = ("accuracy", "balanced_accuracy", "f1_macro", "roc_auc")
 MAX_CURVE_POINTS = 200
@@ -40,7 +40,7 @@ def _check(
 
 
 def _safe(fn, *args, **kwargs) -> float:
-    """Call a sklearn metric; undefined results (ValueError or NaN) become ``nan``, silently."""
+    """Call a metric; undefined results (ValueError or NaN) become ``nan``, silently."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -85,7 +85,7 @@ def compute_metrics(y_true: np.ndarray, y_prob: np.ndarray, classes: Sequence[st
         "f1_macro": float(np.mean(f1)),
         "roc_auc": metric_value(y_true, y_prob, "roc_auc"),
         "pr_auc": _pr_auc(y_true, y_prob),
-        "log_loss": _safe(skm.log_loss, y_true, y_prob, labels=labels),
+        "log_loss": _safe(log_loss, y_true, y_prob),
         "ece": expected_calibration_error(y_true, y_prob),
         "brier": _safe(brier_score, y_true, y_prob),
     }
